@@ -1,0 +1,69 @@
+# Installs what the local stack needs and is missing. Sourced after common.sh.
+
+DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client python3 curl)
+
+ensure_debian_packages() {
+  local missing=() pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packages' own services from starting: the stack runs its own.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$TOOLS_CACHE/apt.log" 2>&1 ||
+    { tail -n 20 "$TOOLS_CACHE/apt.log" >&2; die "apt-get install failed (log: $TOOLS_CACHE/apt.log)"; }
+}
+
+# Builds a Go program at a pinned version into its per-version cache folder,
+# with the Go toolchain named (`local` for the machine's own; another version
+# is fetched by the go command from the module proxy).
+# A small wrapper module pins the version with `go get`: it needs no listing of
+# the module's versions, which `go install MODULE@VERSION` asks the proxy for.
+build_go_tool() {
+  local label=$1 bin_dir=$2 version=$3 toolchain=$4
+  shift 4
+  local packages=("$@") pkg name all_present=1
+  for pkg in "${packages[@]}"; do
+    name=${pkg##*/}
+    [ -x "$bin_dir/$name" ] || all_present=0
+  done
+  [ "$all_present" -eq 1 ] && return 0
+  command -v go >/dev/null || die "the Go toolchain is required to build $label (go not found on PATH)"
+  local work="$TOOLS_CACHE/build/$label-$version" build_log="$TOOLS_CACHE/build/$label-$version.log"
+  rm -rf "$work"
+  mkdir -p "$work" "$bin_dir"
+  log "building $label $version with Go toolchain $toolchain (several minutes the first time; log: $build_log)"
+  (
+    set -e
+    cd "$work"
+    export CGO_ENABLED=0 GOFLAGS=-modcacherw GOTOOLCHAIN=$toolchain
+    go mod init "storage-gateway-tools/$label"
+    for pkg in "${packages[@]}"; do go get "$pkg@$version"; done
+    go build -trimpath -o "$bin_dir/" "${packages[@]}"
+  ) >"$build_log" 2>&1 &
+  local builder=$!
+  local started=$SECONDS
+  while kill -0 "$builder" 2>/dev/null; do
+    sleep 15
+    kill -0 "$builder" 2>/dev/null &&
+      log "  still building $label, $((SECONDS - started))s so far: $(tail -n 1 "$build_log" | cut -c1-90)"
+  done
+  wait "$builder" || { tail -n 20 "$build_log" >&2; die "building $label $version failed (log: $build_log)"; }
+  log "built $label into $bin_dir"
+}
+
+ensure_go_tools() {
+  export PATH="$PATH:/usr/local/go/bin"
+  build_go_tool kubo "$KUBO_BIN_DIR" "$KUBO_VERSION" "$KUBO_GO_TOOLCHAIN" github.com/ipfs/kubo/cmd/ipfs
+  build_go_tool ipfs-cluster "$CLUSTER_BIN_DIR" "$CLUSTER_VERSION" local \
+    github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-service \
+    github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-ctl
+}
+
+ensure_installed() {
+  mkdir -p "$TOOLS_CACHE"
+  ensure_debian_packages
+  ensure_go_tools
+}

@@ -1,0 +1,178 @@
+//! The command line: serve, migrate, and API key management.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{ApiKeys, Scope, TenantId};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::startup::{prepare_schemas, Application};
+use crate::stores::Stores;
+use crate::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "storage-gateway",
+    version,
+    about = "One HTTP gateway in front of PostgreSQL, Redis, ClickHouse, Kubo and IPFS Cluster"
+)]
+struct Cli {
+    /// A TOML file whose keys override the built-in defaults; the environment
+    /// overrides both.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply the Postgres migrations and the ClickHouse schema, then exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; prints the key alone on stdout. It is not stored in clear
+    /// and cannot be shown again.
+    Create {
+        /// Tenant the key belongs to.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated scopes: files:read, files:write, analytics:read,
+        /// analytics:write, sessions, ratelimit, cache, admin, or all.
+        #[arg(long)]
+        scopes: String,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List a tenant's keys (never their secrets), one per line, tab-separated.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by its id.
+    Revoke { id: String },
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(settings).await,
+        Command::Keys(command) => keys(settings, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(port = app.port(), "serving");
+    app.run_until_stopped().await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> Result<(), String> {
+    let stores = Stores::new(&settings, Metrics::new()).map_err(|e| e.to_string())?;
+    let changes = prepare_schemas(&stores).await.map_err(|e| e.to_string())?;
+    println!(
+        "postgres: {} migration(s) applied{}",
+        changes.postgres_applied.len(),
+        list_suffix(&changes.postgres_applied)
+    );
+    println!(
+        "clickhouse {}: {} schema file(s) applied, {} skipped{}",
+        changes.clickhouse.server_version,
+        changes.clickhouse.applied.len(),
+        changes.clickhouse.skipped.len(),
+        list_suffix(&changes.clickhouse.skipped)
+    );
+    Ok(())
+}
+
+fn list_suffix(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
+}
+
+async fn keys(settings: Settings, command: KeysCommand) -> Result<(), String> {
+    let stores = Stores::new(&settings, Metrics::new()).map_err(|e| e.to_string())?;
+    stores.postgres.migrate().await.map_err(|e| e.to_string())?;
+    let api_keys = ApiKeys::new(stores.postgres.clone());
+    match command {
+        KeysCommand::Create {
+            tenant,
+            scopes,
+            name,
+        } => {
+            let tenant = TenantId::parse(&tenant).map_err(|e| e.to_string())?;
+            let scopes = Scope::parse_list(&scopes).map_err(|e| e.to_string())?;
+            if scopes.is_empty() {
+                return Err("--scopes must name at least one scope".into());
+            }
+            let issued = api_keys
+                .create(&tenant, &scopes, &name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", issued.key);
+        }
+        KeysCommand::List { tenant } => {
+            let tenant = TenantId::parse(&tenant).map_err(|e| e.to_string())?;
+            let keys = api_keys.list(&tenant).await.map_err(|e| e.to_string())?;
+            println!("id\tname\tscopes\tcreated_at\tstatus");
+            for key in keys {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.name,
+                    key.scopes.join(","),
+                    key.created_at,
+                    if key.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !api_keys
+                .revoke(&id, None)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no live key with id {id}"));
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}

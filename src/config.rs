@@ -1,0 +1,392 @@
+//! Settings: built-in defaults, then an optional file, then the environment.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults ship inside the binary so it starts from any working directory.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Conventional environment names accepted as they are, and the key each sets.
+const CONVENTIONAL_ENV: &[(&str, &str)] = &[
+    ("PORT", "server.port"),
+    ("DATABASE_URL", "postgres.url"),
+    ("REDIS_URL", "redis.url"),
+    ("CLICKHOUSE_HOST", "clickhouse.url"),
+    ("CLICKHOUSE_USER", "clickhouse.user"),
+    ("CLICKHOUSE_PASSWORD", "clickhouse.password"),
+    ("CLICKHOUSE_DB", "clickhouse.database"),
+    ("IPFS_HOST", "kubo.host"),
+    ("IPFS_PORT", "kubo.port"),
+    ("IPFS_GATEWAY_URL", "kubo.gateway_url"),
+    ("IPFS_CLUSTER_URL", "cluster.url"),
+];
+
+/// Keys whose values are text even when they look like numbers.
+const TEXT_KEYS: &[&str] = &[
+    "postgres.url",
+    "redis.url",
+    "clickhouse.url",
+    "clickhouse.user",
+    "clickhouse.password",
+    "clickhouse.database",
+    "kubo.host",
+    "kubo.gateway_url",
+    "cluster.url",
+];
+
+/// A configuration problem, reported as one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub postgres: PostgresSettings,
+    pub redis: RedisSettings,
+    pub clickhouse: ClickHouseSettings,
+    pub kubo: KuboSettings,
+    pub cluster: ClusterSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds to.
+    pub host: String,
+    /// TCP port; 0 picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_timeout_secs: u64,
+    /// Upper bound on any JSON request body.
+    pub json_body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// EnvFilter directives.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Connection URL, secret because it may carry a password.
+    pub url: SecretString,
+    /// Most pooled connections.
+    pub pool_size: usize,
+    /// Bound on connect, pool wait and each query, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Connection URL, secret because it may carry a password.
+    pub url: SecretString,
+    /// Bound on connect and each command, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseSettings {
+    /// HTTP interface URL.
+    pub url: String,
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: SecretString,
+    /// Database of the analytics tables.
+    pub database: String,
+    /// Bound on each query, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KuboSettings {
+    /// Host of the RPC API.
+    pub host: String,
+    /// Port of the RPC API.
+    pub port: u16,
+    /// Public gateway base URL for links handed to clients.
+    pub gateway_url: String,
+    /// Bound on each non-streaming RPC call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// REST API base URL.
+    pub url: String,
+    /// Bound on each REST call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` when given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment, so tests never
+    /// touch the process's own.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let prefixed: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|(name, value)| {
+                let rest = name.strip_prefix("GATEWAY__")?;
+                Some((rest.replace("__", ".").to_lowercase(), value.clone()))
+            })
+            .collect();
+        let conventional = env.iter().filter_map(|(name, value)| {
+            CONVENTIONAL_ENV
+                .iter()
+                .find(|(env_name, _)| env_name == name)
+                .map(|(_, key)| (key.to_string(), value.clone()))
+        });
+        for (key, value) in conventional.chain(prefixed) {
+            figment = figment.merge((key.as_str(), env_value(&key, &value)));
+        }
+        let settings: Settings = figment.extract().map_err(first_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.postgres
+            .url
+            .expose_secret()
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| ConfigError::new("postgres.url", e.to_string()))?;
+        let redis_url = self.redis.url.expose_secret();
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(ConfigError::new(
+                "redis.url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        for (key, value) in [
+            ("clickhouse.url", &self.clickhouse.url),
+            ("kubo.gateway_url", &self.kubo.gateway_url),
+            ("cluster.url", &self.cluster.url),
+        ] {
+            check_http_url(key, value)?;
+        }
+        if self.clickhouse.database.is_empty()
+            || !self
+                .clickhouse
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::new(
+                "clickhouse.database",
+                "must be a non-empty name of letters, digits and underscores",
+            ));
+        }
+        if self.kubo.host.is_empty() {
+            return Err(ConfigError::new("kubo.host", "must not be empty"));
+        }
+        if self.postgres.pool_size == 0 {
+            return Err(ConfigError::new("postgres.pool_size", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("postgres.timeout_ms", self.postgres.timeout_ms),
+            ("redis.timeout_ms", self.redis.timeout_ms),
+            ("clickhouse.timeout_ms", self.clickhouse.timeout_ms),
+            ("kubo.timeout_ms", self.kubo.timeout_ms),
+            ("cluster.timeout_ms", self.cluster.timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are text; numbers and booleans are recognised for the
+/// keys that are not text by nature, so `PORT=8080` fills a `u16`.
+fn env_value(key: &str, raw: &str) -> figment::value::Value {
+    use figment::value::Value;
+    if TEXT_KEYS.contains(&key) {
+        return Value::from(raw.to_owned());
+    }
+    raw.parse::<Value>()
+        .unwrap_or_else(|_| Value::from(raw.to_owned()))
+}
+
+fn check_http_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(value).map_err(|e| ConfigError::new(key, e.to_string()))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(()),
+        other => Err(ConfigError::new(
+            key,
+            format!("scheme {other:?} is not http or https"),
+        )),
+    }
+}
+
+fn first_error(error: figment::Error) -> ConfigError {
+    let error = error
+        .into_iter()
+        .next()
+        .expect("figment reports at least one error");
+    let key = if error.path.is_empty() {
+        "(root)".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    ConfigError::new(&key, format!("{}{source}", error.kind))
+}
+
+impl PostgresSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl RedisSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl ClickHouseSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl KuboSettings {
+    /// Base URL of the RPC API.
+    pub fn rpc_url(&self) -> String {
+        if self.host.contains(':') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl ClusterSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let settings = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(settings.server.port, 4007);
+        assert_eq!(settings.clickhouse.database, "fathuss_analytics");
+    }
+
+    #[test]
+    fn conventional_names_override_defaults() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("PORT", "9999"),
+                ("CLICKHOUSE_PASSWORD", "12345"),
+                ("IPFS_PORT", "15001"),
+                ("GATEWAY__POSTGRES__POOL_SIZE", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 9999);
+        assert_eq!(settings.clickhouse.password.expose_secret(), "12345");
+        assert_eq!(settings.kubo.port, 15001);
+        assert_eq!(settings.postgres.pool_size, 3);
+    }
+
+    #[test]
+    fn bad_port_names_the_key() {
+        let error = Settings::load_from(None, env(&[("PORT", "not-a-port")])).unwrap_err();
+        assert_eq!(error.key, "server.port");
+        assert!(error
+            .to_string()
+            .starts_with("invalid configuration: server.port:"));
+    }
+
+    #[test]
+    fn bad_url_names_the_key() {
+        let error = Settings::load_from(None, env(&[("IPFS_CLUSTER_URL", "ftp://x")])).unwrap_err();
+        assert_eq!(error.key, "cluster.url");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let error = Settings::load_from(None, env(&[("GATEWAY__SERVER__PROT", "1")])).unwrap_err();
+        assert!(error.to_string().contains("prot"), "{error}");
+    }
+}

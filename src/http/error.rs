@@ -1,0 +1,211 @@
+//! The one error type at the HTTP edge, and its mapping to status and body.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::{AuthError, Scope};
+use crate::stores::{StoreError, StoreKind};
+
+/// Seconds a client is asked to wait before retrying after a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; `code` says which way.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 401: no valid API key.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: the key lacks a scope.
+    #[error("this API key lacks the {0} scope")]
+    Forbidden(Scope),
+    /// 404: nothing of that name for this tenant.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists, not with this method.
+    #[error("method {0} is not allowed on this path")]
+    MethodNotAllowed(String),
+    /// 413: a body or value over its configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 503: a backend is down or did not answer in time.
+    #[error("{0} is unavailable; retry later")]
+    Unavailable(StoreKind),
+    /// 500: the cause is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<StoreKind>,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable, machine-readable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unavailable(_) => "backend_unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                backend: match self {
+                    ApiError::Unavailable(store) => Some(*store),
+                    _ => None,
+                },
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                ));
+            }
+            ApiError::Unauthenticated(_) => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            _ => {}
+        }
+        response.json(body)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable { store, .. } => ApiError::Unavailable(store),
+            failed => ApiError::Internal(failed.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingKey | AuthError::InvalidKey => {
+                ApiError::Unauthenticated(error.to_string())
+            }
+            AuthError::MissingScope(scope) => ApiError::Forbidden(scope),
+            AuthError::Store(store) => store.into(),
+        }
+    }
+}
+
+/// Extractor failures (JSON, query, path) in the same shape as every other error.
+pub mod extractors {
+    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+    use actix_web::{web, HttpRequest};
+
+    use super::ApiError;
+
+    pub fn json_config(limit: usize) -> web::JsonConfig {
+        web::JsonConfig::default()
+            .limit(limit)
+            .error_handler(|error, _req: &HttpRequest| {
+                match error {
+                    JsonPayloadError::OverflowKnownLength { length, limit } => {
+                        ApiError::PayloadTooLarge(format!(
+                            "JSON body of {length} bytes is over the limit of {limit} bytes"
+                        ))
+                    }
+                    JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(format!(
+                        "JSON body is over the limit of {limit} bytes"
+                    )),
+                    JsonPayloadError::ContentType => ApiError::bad_request(
+                        "unsupported_content_type",
+                        "expected Content-Type: application/json",
+                    ),
+                    other => ApiError::bad_request("invalid_json", other.to_string()),
+                }
+                .into()
+            })
+    }
+
+    pub fn query_config() -> web::QueryConfig {
+        web::QueryConfig::default().error_handler(|error: QueryPayloadError, _req| {
+            ApiError::bad_request("invalid_query", error.to_string()).into()
+        })
+    }
+
+    pub fn path_config() -> web::PathConfig {
+        web::PathConfig::default().error_handler(|error: PathError, _req| {
+            ApiError::bad_request("invalid_path", error.to_string()).into()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_web::test]
+    async fn unavailable_names_the_backend_and_asks_to_retry() {
+        let response = ApiError::Unavailable(StoreKind::Redis).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "5");
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "backend_unavailable");
+        assert_eq!(json["error"]["backend"], "redis");
+        assert!(json["error"]["message"].as_str().unwrap().contains("redis"));
+    }
+
+    #[actix_web::test]
+    async fn internal_errors_keep_their_cause_private() {
+        let response = ApiError::Internal("password=hunter2".into()).error_response();
+        let body = to_bytes(response.into_body()).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
+    }
+}

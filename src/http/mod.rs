@@ -1,0 +1,61 @@
+//! The HTTP layer: routes by resource, middleware and the error mapping.
+
+pub mod error;
+pub mod middleware;
+pub mod routes;
+
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse};
+
+use crate::startup::AppState;
+use error::{extractors, ApiError};
+
+/// The whole application; `main` and the tests serve the same one.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json_limit = state.settings.server.json_body_limit_bytes;
+    App::new()
+        .app_data(state)
+        .app_data(extractors::json_config(json_limit))
+        .app_data(extractors::query_config())
+        .app_data(extractors::path_config())
+        .wrap(from_fn(middleware::http_metrics::http_metrics))
+        .wrap(from_fn(middleware::request_id::request_id))
+        // Open to all: liveness, readiness and metrics.
+        .configure(routes::health::configure)
+        .configure(routes::metrics::configure)
+        // Everything else needs an API key.
+        .service(
+            web::scope("")
+                .wrap(from_fn(middleware::authenticate::authenticate))
+                .configure(routes::api_keys::configure),
+        )
+        .default_service(web::to(no_route))
+}
+
+/// A resource whose unsupported methods answer 405 in the common error shape.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}

@@ -1,0 +1,100 @@
+//! `GET /auth/whoami` for any key, and key management within the caller's
+//! tenant for keys with the `admin` scope.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use crate::auth::{Principal, Scope};
+use crate::http::error::ApiError;
+use crate::http::resource;
+use crate::startup::AppState;
+
+/// Bound on a key's display name.
+const MAX_NAME_CHARS: usize = 200;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/auth/whoami").route(web::get().to(whoami)))
+        .service(
+            resource("/admin/keys")
+                .route(web::get().to(list_keys))
+                .route(web::post().to(create_key)),
+        )
+        .service(resource("/admin/keys/{id}").route(web::delete().to(revoke_key)));
+}
+
+async fn whoami(principal: Principal) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "tenant": principal.tenant,
+        "key_id": principal.key_id,
+        "scopes": principal.scopes,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    #[serde(default)]
+    name: String,
+    scopes: Vec<String>,
+}
+
+async fn create_key(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<CreateKey>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    let body = body.into_inner();
+    if body.name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("name is longer than {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if body.scopes.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_scopes",
+            "scopes must not be empty",
+        ));
+    }
+    let scopes = Scope::parse_list(&body.scopes.join(","))
+        .map_err(|e| ApiError::bad_request("invalid_scopes", e.to_string()))?;
+    let issued = state
+        .api_keys
+        .create(&principal.tenant, &scopes, &body.name)
+        .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "key": issued.key,
+        "id": issued.info.id,
+        "tenant": issued.info.tenant,
+        "name": issued.info.name,
+        "scopes": issued.info.scopes,
+        "created_at": issued.info.created_at.format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    })))
+}
+
+async fn list_keys(
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    let keys = state.api_keys.list(&principal.tenant).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+}
+
+async fn revoke_key(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    let id = id.into_inner();
+    if state.api_keys.revoke(&id, Some(&principal.tenant)).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no live key {id} in this tenant"
+        )))
+    }
+}

@@ -1,0 +1,5 @@
+//! Routes, one module per resource.
+
+pub mod api_keys;
+pub mod health;
+pub mod metrics;

@@ -1,0 +1,94 @@
+//! Every Prometheus metric the gateway exports, named and described in one place.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub const HTTP_REQUESTS_TOTAL: &str = "gateway_http_requests_total";
+const HTTP_REQUESTS_HELP: &str = "HTTP requests answered, by route template, method and status.";
+
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "gateway_http_request_duration_seconds";
+const HTTP_REQUEST_DURATION_HELP: &str =
+    "Time from receiving a request to its response head, by route template and method.";
+
+pub const STORE_CALLS_TOTAL: &str = "gateway_store_calls_total";
+const STORE_CALLS_HELP: &str =
+    "Calls to a backend store, by store, operation and outcome (ok, error, unavailable).";
+
+pub const STORE_CALL_DURATION_SECONDS: &str = "gateway_store_call_duration_seconds";
+const STORE_CALL_DURATION_HELP: &str =
+    "Duration of calls to a backend store, by store and operation.";
+
+/// Route label for requests that matched no route, so unknown paths cannot
+/// blow up the label set.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The gateway's metrics, registered in a registry of their own so several
+/// gateways can live in one process (as they do in tests).
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub store_calls: IntCounterVec,
+    pub store_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(HTTP_REQUESTS_TOTAL, HTTP_REQUESTS_HELP),
+            &["route", "method", "status"],
+        )
+        .expect("metric definition is valid");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUEST_DURATION_HELP)
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("metric definition is valid");
+        let store_calls = IntCounterVec::new(
+            Opts::new(STORE_CALLS_TOTAL, STORE_CALLS_HELP),
+            &["store", "operation", "outcome"],
+        )
+        .expect("metric definition is valid");
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(STORE_CALL_DURATION_SECONDS, STORE_CALL_DURATION_HELP)
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["store", "operation"],
+        )
+        .expect("metric definition is valid");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(store_calls.clone()),
+            Box::new(store_duration.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("each metric is registered once in a fresh registry");
+        }
+        Arc::new(Self {
+            registry,
+            http_requests,
+            http_duration,
+            store_calls,
+            store_duration,
+        })
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buffer).expect("the text encoder writes UTF-8")
+    }
+}

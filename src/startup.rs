@@ -1,0 +1,128 @@
+//! Builds the application from settings: stores, schema, listener, server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, HttpServer};
+use serde::Serialize;
+
+use crate::auth::ApiKeys;
+use crate::config::Settings;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::stores::clickhouse::SchemaReport;
+use crate::stores::{StoreError, Stores};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub stores: Stores,
+    pub api_keys: ApiKeys,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot prepare the stores: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// What start-up did to the schemas.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaChanges {
+    /// Postgres migrations applied by this start, oldest first.
+    pub postgres_applied: Vec<String>,
+    pub clickhouse: SchemaReport,
+}
+
+/// Applies the Postgres migrations and the ClickHouse schema. Both must
+/// succeed before the gateway serves, so no request meets a half-made schema.
+pub async fn prepare_schemas(stores: &Stores) -> Result<SchemaChanges, StoreError> {
+    let postgres_applied = stores.postgres.migrate().await?;
+    let clickhouse = stores.clickhouse.apply_schema().await?;
+    Ok(SchemaChanges {
+        postgres_applied,
+        clickhouse,
+    })
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+    schema_changes: SchemaChanges,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let metrics = Metrics::new();
+        let stores = Stores::new(&settings, metrics.clone())?;
+        let schema_changes = prepare_schemas(&stores).await?;
+        tracing::info!(
+            postgres_applied = schema_changes.postgres_applied.len(),
+            clickhouse_version = %schema_changes.clickhouse.server_version,
+            clickhouse_skipped = ?schema_changes.clickhouse.skipped,
+            "schemas ready"
+        );
+        let state = AppState {
+            settings: Arc::new(settings.clone()),
+            api_keys: ApiKeys::new(stores.postgres.clone()),
+            stores,
+            metrics,
+        };
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?
+            .port();
+        let data = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || http::app(data.clone()))
+            .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { address, source })?
+            .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+            schema_changes,
+        })
+    }
+
+    /// The port actually bound (differs from the setting when that was 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn schema_changes(&self) -> &SchemaChanges {
+        &self.schema_changes
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish
+    /// within `server.shutdown_timeout_secs`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,181 @@
+//! Clients of the five backends. Nothing outside this folder holds a raw connection.
+
+pub mod clickhouse;
+pub mod cluster;
+pub mod kubo;
+pub mod postgres;
+pub mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+
+/// The backends, by the names operators see in errors, metrics and `/ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Postgres,
+    Redis,
+    ClickHouse,
+    Kubo,
+    Cluster,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 5] = [
+        StoreKind::Postgres,
+        StoreKind::Redis,
+        StoreKind::ClickHouse,
+        StoreKind::Kubo,
+        StoreKind::Cluster,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Postgres => "postgres",
+            StoreKind::Redis => "redis",
+            StoreKind::ClickHouse => "clickhouse",
+            StoreKind::Kubo => "kubo",
+            StoreKind::Cluster => "cluster",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed call to a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("{store} is unavailable: {reason}")]
+    Unavailable { store: StoreKind, reason: String },
+    /// The backend answered, with an error.
+    #[error("{store} refused the operation: {reason}")]
+    Failed { store: StoreKind, reason: String },
+}
+
+impl StoreError {
+    pub fn unavailable(store: StoreKind, reason: impl fmt::Display) -> Self {
+        StoreError::Unavailable {
+            store,
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn failed(store: StoreKind, reason: impl fmt::Display) -> Self {
+        StoreError::Failed {
+            store,
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn store(&self) -> StoreKind {
+        match self {
+            StoreError::Unavailable { store, .. } | StoreError::Failed { store, .. } => *store,
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Applies a store's timeout to each call and records its count, outcome and
+/// latency, so no backend call can hang or go unmeasured.
+#[derive(Clone)]
+pub struct CallGuard {
+    store: StoreKind,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl CallGuard {
+    pub fn new(store: StoreKind, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            timeout,
+            metrics,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub async fn run<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::unavailable(
+                self.store,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_unavailable() => "unavailable",
+            Err(_) => "error",
+        };
+        let store = self.store.name();
+        self.metrics
+            .store_calls
+            .with_label_values(&[store, operation, outcome])
+            .inc();
+        self.metrics
+            .store_duration
+            .with_label_values(&[store, operation])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = &result {
+            tracing::warn!(store, operation, %error, "store call failed");
+        }
+        result
+    }
+}
+
+/// One client per backend, cheap to clone.
+#[derive(Clone)]
+pub struct Stores {
+    pub postgres: postgres::Postgres,
+    pub redis: redis::Redis,
+    pub clickhouse: clickhouse::ClickHouse,
+    pub kubo: kubo::Kubo,
+    pub cluster: cluster::Cluster,
+}
+
+impl Stores {
+    /// Builds every client; none of them connects until first used.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        Ok(Self {
+            postgres: postgres::Postgres::new(&settings.postgres, metrics.clone())?,
+            redis: redis::Redis::new(&settings.redis, metrics.clone())?,
+            clickhouse: clickhouse::ClickHouse::new(&settings.clickhouse, metrics.clone()),
+            kubo: kubo::Kubo::new(&settings.kubo, metrics.clone())?,
+            cluster: cluster::Cluster::new(&settings.cluster, metrics)?,
+        })
+    }
+}
+
+/// What a health check learned about a backend that answered.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthDetail {
+    /// The backend's own version, when it tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// For the Cluster: peers that answer, this one included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<usize>,
+}

@@ -1,0 +1,109 @@
+//! Test helpers: a gateway on a random port against the real local stack,
+//! with a tenant and API key of its own.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use storage_gateway::auth::{Scope, TenantId};
+use storage_gateway::config::Settings;
+use storage_gateway::startup::{AppState, Application};
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub tenant: TenantId,
+    /// A key with every scope.
+    pub key: String,
+    pub state: AppState,
+}
+
+/// Settings of the running stack, from the environment `scripts/stack env` sets.
+pub fn stack_settings() -> Settings {
+    assert!(
+        std::env::var("DATABASE_URL").is_ok(),
+        "run the tests through scripts/test, or eval \"$(scripts/stack env)\" first"
+    );
+    let mut settings = Settings::load(None).expect("the stack's settings load");
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(stack_settings()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let app = Application::build(settings)
+        .await
+        .expect("the gateway starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    let tenant = TenantId::parse(&unique("t")).expect("valid tenant");
+    let key = state
+        .api_keys
+        .create(&tenant, &Scope::ALL, "test")
+        .await
+        .expect("key created")
+        .key;
+    TestApp {
+        base,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client builds"),
+        tenant,
+        key,
+        state,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A GET with the test's key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A key of this tenant with only `scopes`.
+    pub async fn key_with(&self, scopes: &[Scope]) -> String {
+        self.state
+            .api_keys
+            .create(&self.tenant, scopes, "narrow")
+            .await
+            .expect("key created")
+            .key
+    }
+}
+
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// Runs `scripts/stack ARGS`, failing the test if it fails.
+pub fn stack(args: &[&str]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/stack");
+    let status = Command::new(script)
+        .args(args)
+        .status()
+        .expect("scripts/stack runs");
+    assert!(status.success(), "scripts/stack {args:?} failed");
+}
