@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{json, spawn_app};
+use common::{json, postgres, spawn_app};
 use storage_gateway::auth::Scope;
 
 #[tokio::test]
@@ -34,13 +34,7 @@ async fn unknown_malformed_and_forged_keys_are_refused() {
         "not-a-key".to_owned(),
         format!("sgw_{id}_{forged_secret}"),
     ] {
-        let response = app
-            .http
-            .get(app.url("/auth/whoami"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
+        let response = app.get_as("/auth/whoami", &key).await;
         assert_eq!(response.status(), 401, "{key}");
     }
 }
@@ -67,13 +61,7 @@ async fn both_headers_carry_a_key() {
 async fn a_key_without_the_scope_gets_403() {
     let app = spawn_app().await;
     let narrow = app.key_with(&[Scope::FilesRead]).await;
-    let response = app
-        .http
-        .get(app.url("/admin/keys"))
-        .bearer_auth(&narrow)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as("/admin/keys", &narrow).await;
     assert_eq!(response.status(), 403);
     let body = json(response).await;
     assert_eq!(body["error"]["code"], "forbidden");
@@ -84,23 +72,15 @@ async fn a_key_without_the_scope_gets_403() {
 async fn a_revoked_key_stops_working() {
     let app = spawn_app().await;
     let created = app
-        .http
-        .post(app.url("/admin/keys"))
-        .bearer_auth(&app.key)
-        .json(&serde_json::json!({"name": "ci", "scopes": ["cache", "sessions"]}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/admin/keys",
+            &serde_json::json!({"name": "ci", "scopes": ["cache", "sessions"]}),
+        )
+        .await;
     assert_eq!(created.status(), 201);
     let created = json(created).await;
     let new_key = created["key"].as_str().unwrap().to_owned();
-    let whoami = app
-        .http
-        .get(app.url("/auth/whoami"))
-        .bearer_auth(&new_key)
-        .send()
-        .await
-        .unwrap();
+    let whoami = app.get_as("/auth/whoami", &new_key).await;
     assert_eq!(whoami.status(), 200);
     assert_eq!(
         json(whoami).await["scopes"],
@@ -108,34 +88,16 @@ async fn a_revoked_key_stops_working() {
     );
 
     let id = created["id"].as_str().unwrap();
-    let revoked = app
-        .http
-        .delete(app.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let revoked = app.delete(&format!("/admin/keys/{id}")).await;
     assert_eq!(revoked.status(), 204);
-    let after = app
-        .http
-        .get(app.url("/auth/whoami"))
-        .bearer_auth(&new_key)
-        .send()
-        .await
-        .unwrap();
+    let after = app.get_as("/auth/whoami", &new_key).await;
     assert_eq!(after.status(), 401);
 }
 
 #[tokio::test]
 async fn keys_are_stored_only_as_hashes() {
     let app = spawn_app().await;
-    let (client, connection) = tokio_postgres::connect(
-        &std::env::var("DATABASE_URL").unwrap(),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
     let id = &app.key[4..20];
     let row = client
         .query_one(
@@ -157,13 +119,7 @@ async fn tenants_cannot_see_or_revoke_each_others_keys() {
     let alice = spawn_app().await;
     let bob = spawn_app().await;
     let bob_key_id = &bob.key[4..20];
-    let response = alice
-        .http
-        .delete(alice.url(&format!("/admin/keys/{bob_key_id}")))
-        .bearer_auth(&alice.key)
-        .send()
-        .await
-        .unwrap();
+    let response = alice.delete(&format!("/admin/keys/{bob_key_id}")).await;
     assert_eq!(response.status(), 404);
     let bob_still = bob.get("/auth/whoami").await;
     assert_eq!(bob_still.status(), 200);
@@ -181,13 +137,11 @@ async fn tenants_cannot_see_or_revoke_each_others_keys() {
 async fn bad_key_requests_say_what_is_wrong() {
     let app = spawn_app().await;
     let response = app
-        .http
-        .post(app.url("/admin/keys"))
-        .bearer_auth(&app.key)
-        .json(&serde_json::json!({"scopes": ["files:delete"]}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/admin/keys",
+            &serde_json::json!({"scopes": ["files:delete"]}),
+        )
+        .await;
     assert_eq!(response.status(), 400);
     let body = json(response).await;
     assert_eq!(body["error"]["code"], "invalid_scopes");

@@ -204,3 +204,53 @@ fn every_command_has_help() {
         assert!(stdout(&output).contains("Usage:"), "{args:?}");
     }
 }
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+
+    let _ = stack_settings();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storage-gateway"))
+        .arg("serve")
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .env("GATEWAY__LOG__FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the server logs that it serves before it exits")
+            .unwrap();
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "serving" {
+            break event["port"].as_u64().unwrap();
+        }
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("\"stopped\"")),
+        "no stop line in {rest:?}"
+    );
+}

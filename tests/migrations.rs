@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{spawn_app_with, stack_settings, unique};
+use common::{postgres, spawn_app_with, stack_settings, unique};
 use secrecy::SecretString;
 use storage_gateway::startup::Application;
 use storage_gateway::stores::postgres::Postgres;
@@ -17,13 +17,7 @@ struct ScratchDatabase {
 
 impl ScratchDatabase {
     async fn create() -> Self {
-        let (admin, connection) = tokio_postgres::connect(
-            &std::env::var("DATABASE_URL").unwrap(),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
-        tokio::spawn(connection);
+        let admin = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
         let name = unique("scratch").replace('-', "_");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -39,11 +33,7 @@ impl ScratchDatabase {
     }
 
     async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
+        postgres(&self.url()).await
     }
 
     async fn drop_it(self) {

@@ -75,12 +75,25 @@ impl TestApp {
 
     /// A GET with the test's key.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .expect("request sent")
+        self.get_as(path, &self.key).await
+    }
+
+    /// A GET with `key`.
+    pub async fn get_as(&self, path: &str, key: &str) -> reqwest::Response {
+        let request = self.http.get(self.url(path)).bearer_auth(key);
+        request.send().await.expect("request sent")
+    }
+
+    /// A DELETE with the test's key.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        let request = self.http.delete(self.url(path)).bearer_auth(&self.key);
+        request.send().await.expect("request sent")
+    }
+
+    /// A POST of `body` as JSON with the test's key.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        let request = self.http.post(self.url(path)).bearer_auth(&self.key);
+        request.json(body).send().await.expect("request sent")
     }
 
     /// A key of this tenant with only `scopes`.
@@ -96,6 +109,15 @@ impl TestApp {
 
 pub async fn json(response: reqwest::Response) -> serde_json::Value {
     response.json().await.expect("a JSON body")
+}
+
+/// A plain connection to the stack's database, for looking behind the API.
+pub async fn postgres(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the stack's Postgres answers");
+    tokio::spawn(connection);
+    client
 }
 
 /// Runs `scripts/stack ARGS`, failing the test if it fails.
