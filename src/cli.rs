@@ -72,8 +72,15 @@ pub async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // One-shot commands report through their own output; their logs carry
+    // only warnings unless RUST_LOG asks for more.
+    let level = match command {
+        Command::Serve => settings.log.level.clone(),
+        _ => "warn".to_owned(),
+    };
+    telemetry::init(&settings.log, &level);
+    let result = match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
         Command::Keys(command) => keys(settings, command).await,

@@ -6,11 +6,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+/// Libraries whose routine messages (migration progress, server notices)
+/// are too chatty at info.
+const QUIET_TARGETS: &str = "refinery_core=warn,tokio_postgres=warn";
+
 /// Installs the global subscriber. Logs go to stderr, so stdout stays free
-/// for what commands print (such as a new API key).
-pub fn init(settings: &LogSettings) {
+/// for what commands print (such as a new API key). `level` is the
+/// configured filter, or a quieter one for one-shot commands.
+pub fn init(settings: &LogSettings, level: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(format!("{level},{QUIET_TARGETS}")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match settings.format {
         LogFormat::Json => true,
