@@ -66,6 +66,28 @@ pub struct Settings {
     pub clickhouse: ClickHouseSettings,
     pub kubo: KuboSettings,
     pub cluster: ClusterSettings,
+    pub files: FilesSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSettings {
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Kubo chunker for every add, so equal bytes always get equal CIDs.
+    pub chunker: String,
+    /// Replication factors used when an upload names none.
+    pub replication_min: i32,
+    pub replication_max: i32,
+    /// Largest replication factor a caller may ask for.
+    pub replication_max_allowed: i32,
+    /// Longest file name, in characters.
+    pub max_name_chars: usize,
+    /// Largest `metadata` object, in bytes of JSON.
+    pub max_metadata_bytes: usize,
+    /// Page size of `GET /files` when none is asked, and the largest allowed.
+    pub list_default_limit: i64,
+    pub list_max_limit: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +168,8 @@ pub struct KuboSettings {
     pub gateway_url: String,
     /// Bound on each non-streaming RPC call, in milliseconds.
     pub timeout_ms: u64,
+    /// Bound on one whole content transfer (an add), in seconds.
+    pub transfer_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +260,31 @@ impl Settings {
         if self.kubo.host.is_empty() {
             return Err(ConfigError::new("kubo.host", "must not be empty"));
         }
+        let files = &self.files;
+        if !(files.chunker.starts_with("size-") || files.chunker.starts_with("rabin")) {
+            return Err(ConfigError::new(
+                "files.chunker",
+                "must be a Kubo chunker such as size-262144",
+            ));
+        }
+        if files.replication_min < 1 || files.replication_max < files.replication_min {
+            return Err(ConfigError::new(
+                "files.replication_min",
+                "needs 1 <= replication_min <= replication_max",
+            ));
+        }
+        if files.replication_max_allowed < files.replication_max {
+            return Err(ConfigError::new(
+                "files.replication_max_allowed",
+                "must be at least files.replication_max",
+            ));
+        }
+        if files.list_default_limit < 1 || files.list_max_limit < files.list_default_limit {
+            return Err(ConfigError::new(
+                "files.list_default_limit",
+                "needs 1 <= list_default_limit <= list_max_limit",
+            ));
+        }
         if self.postgres.pool_size == 0 {
             return Err(ConfigError::new("postgres.pool_size", "must be at least 1"));
         }
@@ -313,6 +362,10 @@ impl ClickHouseSettings {
 }
 
 impl KuboSettings {
+    pub fn transfer_timeout(&self) -> Duration {
+        Duration::from_secs(self.transfer_timeout_secs)
+    }
+
     /// Base URL of the RPC API.
     pub fn rpc_url(&self) -> String {
         if self.host.contains(':') {

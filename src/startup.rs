@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::auth::ApiKeys;
 use crate::config::Settings;
+use crate::files::Files;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::stores::clickhouse::SchemaReport;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub stores: Stores,
     pub api_keys: ApiKeys,
+    pub files: Files,
     pub metrics: Arc<Metrics>,
 }
 
@@ -74,6 +76,7 @@ impl Application {
         let state = AppState {
             settings: Arc::new(settings.clone()),
             api_keys: ApiKeys::new(stores.postgres.clone()),
+            files: Files::new(stores.clone(), settings.files.clone()),
             stores,
             metrics,
         };

@@ -8,7 +8,7 @@ mod common;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use common::{json, spawn_app, stack, TestApp};
+use common::{json, postgres, spawn_app, stack, TestApp};
 use futures_util::FutureExt;
 use tokio::sync::Mutex;
 
@@ -119,4 +119,104 @@ async fn cluster_down_gives_503_naming_it() {
     let app = spawn_app().await;
     with_service_stopped("cluster1", || assert_ready_names(&app, "cluster")).await;
     wait_until_ready(&app).await;
+}
+
+async fn upload(app: &TestApp, body: &'static str) -> reqwest::Response {
+    app.http
+        .post(app.url("/files/upload"))
+        .query(&[("name", "outage.txt")])
+        .bearer_auth(&app.key)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Uploads once the stack accepts uploads again: after a restart the Cluster
+/// needs a moment to hear from its peers before it can place a pin.
+async fn upload_when_accepted(app: &TestApp, body: &'static str) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let response = upload(app, body).await;
+        if response.status() != 503 || Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn file_rows(app: &TestApp) -> i64 {
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    client
+        .query_one(
+            "SELECT count(*) FROM file_metadata WHERE tenant_id = $1",
+            &[&app.tenant.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn assert_unavailable(response: reqwest::Response, backend: &str) {
+    assert_eq!(response.status(), 503);
+    let body = json(response).await;
+    assert_eq!(body["error"]["code"], "backend_unavailable");
+    assert_eq!(body["error"]["backend"], backend, "{body}");
+}
+
+#[tokio::test]
+async fn an_upload_with_kubo_down_is_503_and_writes_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    with_service_stopped("kubo1", || async {
+        assert_unavailable(upload(&app, "kubo is away").await, "kubo").await;
+        assert_eq!(file_rows(&app).await, 0);
+    })
+    .await;
+    wait_until_ready(&app).await;
+    assert_eq!(
+        upload_when_accepted(&app, "kubo is back").await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn an_upload_with_the_cluster_down_is_503_and_counts_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let body = Box::leak(format!("cluster outage {}", uuid::Uuid::new_v4()).into_boxed_str());
+    with_service_stopped("cluster1", || async {
+        assert_unavailable(upload(&app, body).await, "cluster").await;
+        assert_eq!(file_rows(&app).await, 0);
+    })
+    .await;
+    wait_until_ready(&app).await;
+    let response = upload_when_accepted(&app, body).await;
+    assert_eq!(response.status(), 201);
+    let cid = json(response).await["cid"].as_str().unwrap().to_owned();
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    let refs: i64 = client
+        .query_one("SELECT ref_count FROM ipfs_blobs WHERE cid = $1", &[&cid])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refs, 1, "the failed attempt took no reference");
+}
+
+#[tokio::test]
+async fn downloads_with_postgres_down_are_503_not_404() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let response = upload_when_accepted(&app, "metadata lives in postgres").await;
+    let cid = json(response).await["cid"].as_str().unwrap().to_owned();
+    with_service_stopped("postgres", || async {
+        assert_unavailable(app.get(&format!("/files/{cid}/download")).await, "postgres").await;
+        assert_unavailable(upload(&app, "no postgres").await, "postgres").await;
+    })
+    .await;
+    wait_until_ready(&app).await;
+    assert_eq!(
+        app.get(&format!("/files/{cid}/download")).await.status(),
+        200
+    );
 }

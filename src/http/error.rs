@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::{AuthError, Scope};
+use crate::files::FilesError;
 use crate::stores::{StoreError, StoreKind};
 
 /// Seconds a client is asked to wait before retrying after a 503.
@@ -126,6 +127,17 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable { store, .. } => ApiError::Unavailable(store),
             failed => ApiError::Internal(failed.to_string()),
+        }
+    }
+}
+
+impl From<FilesError> for ApiError {
+    fn from(error: FilesError) -> Self {
+        match error {
+            FilesError::Store(store) => store.into(),
+            FilesError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
+            FilesError::Invalid { code, message } => ApiError::BadRequest { code, message },
+            FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
         }
     }
 }

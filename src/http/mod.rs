@@ -38,7 +38,8 @@ pub fn app(
         .service(
             web::scope("")
                 .wrap(from_fn(middleware::authenticate::authenticate))
-                .configure(routes::api_keys::configure),
+                .configure(routes::api_keys::configure)
+                .configure(routes::files::configure),
         )
         .default_service(web::to(no_route))
 }

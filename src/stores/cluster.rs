@@ -25,6 +25,78 @@ struct PeerIdentity {
     error: String,
 }
 
+/// Where a pin stands on each Cluster peer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PinStatus {
+    pub allocations: Vec<String>,
+    pub peers: Vec<PeerPinStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerPinStatus {
+    pub peer_id: String,
+    pub peer_name: String,
+    /// The Cluster's word: pinned, pinning, pin_queued, pin_error, unpinned, remote, ...
+    pub status: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+impl PinStatus {
+    pub fn pinned_peers(&self) -> usize {
+        self.peers.iter().filter(|p| p.status == "pinned").count()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.peers.iter().any(|p| p.status.ends_with("error"))
+    }
+}
+
+#[derive(Deserialize)]
+struct GlobalPinInfo {
+    #[serde(default)]
+    allocations: Vec<String>,
+    #[serde(default)]
+    peer_map: std::collections::BTreeMap<String, PeerPinInfo>,
+}
+
+#[derive(Deserialize)]
+struct PeerPinInfo {
+    #[serde(default)]
+    peername: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    error: String,
+}
+
+impl From<GlobalPinInfo> for PinStatus {
+    fn from(info: GlobalPinInfo) -> Self {
+        Self {
+            allocations: info.allocations,
+            peers: info
+                .peer_map
+                .into_iter()
+                .map(|(peer_id, peer)| PeerPinStatus {
+                    peer_id,
+                    peer_name: peer.peername,
+                    status: peer.status,
+                    error: peer.error,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A pin request: how many peers must and may hold the content.
+#[derive(Debug, Clone)]
+pub struct PinRequest<'a> {
+    pub cid: &'a str,
+    pub name: &'a str,
+    pub replication_min: i32,
+    pub replication_max: i32,
+}
+
 impl Cluster {
     pub fn new(settings: &ClusterSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let http = reqwest::Client::builder()
@@ -57,22 +129,59 @@ impl Cluster {
             .await
     }
 
-    async fn get_text(&self, path: &str) -> Result<String, StoreError> {
-        let response = self
+    /// Asks the Cluster to pin `cid`; it picks the peers and replicates.
+    pub async fn pin(&self, pin: &PinRequest<'_>) -> Result<(), StoreError> {
+        let min = pin.replication_min.to_string();
+        let max = pin.replication_max.to_string();
+        let request = self
             .http
-            .get(format!("{}{}", self.base, path))
-            .send()
+            .post(format!("{}/pins/{}", self.base, pin.cid))
+            .query(&[
+                ("replication-min", min.as_str()),
+                ("replication-max", max.as_str()),
+                ("name", pin.name),
+            ]);
+        self.guard
+            .run("pin", async { self.send(request, "pin").await.map(drop) })
             .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let body = response.text().await.map_err(transport_error)?;
-        if !status.is_success() {
-            return Err(StoreError::failed(
-                StoreKind::Cluster,
-                format!("{path} answered {status}: {}", body.trim()),
-            ));
-        }
-        Ok(body)
+    }
+
+    /// Removes the pin; a CID the Cluster does not know is already unpinned.
+    pub async fn unpin(&self, cid: &str) -> Result<(), StoreError> {
+        let request = self.http.delete(format!("{}/pins/{cid}", self.base));
+        self.guard
+            .run("unpin", async {
+                match self.send(request, "unpin").await {
+                    Ok(_) => Ok(()),
+                    Err(StoreError::Failed { reason, .. }) if reason.contains("404") => Ok(()),
+                    Err(other) => Err(other),
+                }
+            })
+            .await
+    }
+
+    /// The pin's state on every peer, as the Cluster sees it now.
+    pub async fn pin_status(&self, cid: &str) -> Result<PinStatus, StoreError> {
+        self.guard
+            .run("pin_status", async {
+                let info: GlobalPinInfo = self.get_json(&format!("/pins/{cid}")).await?;
+                Ok(info.into())
+            })
+            .await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<String, StoreError> {
+        let response = request.send().await.map_err(transport_error)?;
+        answer_body(response, what).await
+    }
+
+    async fn get_text(&self, path: &str) -> Result<String, StoreError> {
+        let request = self.http.get(format!("{}{}", self.base, path));
+        self.send(request, path).await
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, StoreError> {
@@ -96,6 +205,24 @@ fn parse_json_stream<T: serde::de::DeserializeOwned>(body: &str) -> Result<Vec<T
         .into_iter::<T>()
         .collect::<Result<Vec<T>, _>>()
         .map_err(invalid)
+}
+
+/// The body of a successful answer. A 5xx means the Cluster cannot serve the
+/// request now (for example, too few peers to meet a replication factor
+/// while peers rejoin), which a retry may fix: unavailable. Other errors are
+/// refusals of the request itself.
+async fn answer_body(response: reqwest::Response, what: &str) -> Result<String, StoreError> {
+    let status = response.status();
+    let body = response.text().await.map_err(transport_error)?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let reason = format!("{what} answered {status}: {}", body.trim());
+    if status.is_server_error() {
+        Err(StoreError::unavailable(StoreKind::Cluster, reason))
+    } else {
+        Err(StoreError::failed(StoreKind::Cluster, reason))
+    }
 }
 
 fn transport_error(error: reqwest::Error) -> StoreError {

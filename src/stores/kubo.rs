@@ -1,7 +1,10 @@
 //! Kubo, through its RPC API (`/api/v0`, every call a POST).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
 use serde::Deserialize;
 
 use super::{CallGuard, HealthDetail, StoreError, StoreKind};
@@ -13,7 +16,36 @@ pub struct Kubo {
     http: reqwest::Client,
     rpc: String,
     guard: CallGuard,
+    /// Bound on a whole content transfer (an add or a cat), which can be
+    /// long for large files, unlike the per-call bound of `guard`.
+    transfer_timeout: Duration,
 }
+
+/// Largest block, in bytes, stored inside its own CID.
+pub const INLINE_LIMIT: &str = "32";
+
+/// How content is cut into blocks and addressed; one setting for every add,
+/// so the same bytes always get the same CID.
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    /// Kubo chunker, e.g. `size-262144`.
+    pub chunker: String,
+}
+
+/// What Kubo reports for added content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub cid: String,
+}
+
+#[derive(Deserialize)]
+struct AddAnswer {
+    #[serde(rename = "Hash")]
+    hash: String,
+}
+
+/// A content stream read from Kubo.
+pub type ContentStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
 
 #[derive(Deserialize)]
 struct VersionAnswer {
@@ -38,7 +70,87 @@ impl Kubo {
             http,
             rpc: format!("{}/api/v0", settings.rpc_url()),
             guard: CallGuard::new(StoreKind::Kubo, settings.timeout(), metrics),
+            transfer_timeout: settings.transfer_timeout(),
         })
+    }
+
+    /// Adds the bytes of `body` as one file (CIDv1, raw leaves, tiny blocks
+    /// inlined), without a
+    /// local pin: pins belong to the Cluster. The body is streamed, never
+    /// gathered; an error from the body aborts the add.
+    pub async fn add<S>(&self, body: S, options: &AddOptions) -> Result<Added, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+            .file_name("content")
+            .mime_str("application/octet-stream")
+            .map_err(|e| StoreError::failed(StoreKind::Kubo, e))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let request = self
+            .http
+            .post(format!("{}/add", self.rpc))
+            .query(&[
+                ("cid-version", "1"),
+                ("raw-leaves", "true"),
+                // Blocks this small live inside their CID (identity hash):
+                // no peer has to fetch them, and an empty block cannot be
+                // fetched over bitswap at all.
+                ("inline", "true"),
+                ("inline-limit", INLINE_LIMIT),
+                ("chunker", options.chunker.as_str()),
+                ("pin", "false"),
+                ("quieter", "true"),
+                ("progress", "false"),
+            ])
+            .multipart(form);
+        self.guard
+            .run_within("add", self.transfer_timeout, async {
+                let response = request.send().await.map_err(transport_error)?;
+                let body = checked(response, "add")
+                    .await?
+                    .text()
+                    .await
+                    .map_err(transport_error)?;
+                // One JSON object per line; the last one is the root.
+                let last = body
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                let answer: AddAnswer = serde_json::from_str(last).map_err(|e| {
+                    StoreError::failed(StoreKind::Kubo, format!("unexpected add answer: {e}"))
+                })?;
+                Ok(Added { cid: answer.hash })
+            })
+            .await
+    }
+
+    /// Streams `length` bytes (all when `None`) of `cid` from `offset`.
+    /// Kubo seeks to the offset, so a range of a large file reads only that range.
+    pub async fn cat(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<ContentStream, StoreError> {
+        let offset = offset.to_string();
+        let length = length.map(|l| l.to_string());
+        let mut query = vec![("arg", cid), ("offset", offset.as_str())];
+        if let Some(length) = length.as_deref() {
+            query.push(("length", length));
+        }
+        let request = self.http.post(format!("{}/cat", self.rpc)).query(&query);
+        // Only the wait for the response head is bounded here; the body
+        // streams for as long as the client reads it.
+        let response = self
+            .guard
+            .run("cat", async {
+                let response = request.send().await.map_err(transport_error)?;
+                checked(response, "cat").await
+            })
+            .await?;
+        Ok(Box::pin(response.bytes_stream().map_err(transport_error)))
     }
 
     pub async fn health(&self) -> Result<HealthDetail, StoreError> {
@@ -64,23 +176,37 @@ impl Kubo {
             .query(query)
             .send()
             .await
-            .map_err(|e| StoreError::unavailable(StoreKind::Kubo, e))?;
-        let status = response.status();
-        let body = response
+            .map_err(transport_error)?;
+        let body = checked(response, command)
+            .await?
             .bytes()
             .await
-            .map_err(|e| StoreError::unavailable(StoreKind::Kubo, e))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorAnswer>(&body)
-                .map(|e| e.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            return Err(StoreError::failed(
-                StoreKind::Kubo,
-                format!("{command} answered {status}: {message}"),
-            ));
-        }
+            .map_err(transport_error)?;
         serde_json::from_slice(&body).map_err(|e| {
             StoreError::failed(StoreKind::Kubo, format!("unexpected {command} answer: {e}"))
         })
     }
+}
+
+/// The response when Kubo answered success; its error message otherwise.
+async fn checked(
+    response: reqwest::Response,
+    command: &str,
+) -> Result<reqwest::Response, StoreError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.bytes().await.map_err(transport_error)?;
+    let message = serde_json::from_slice::<ErrorAnswer>(&body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+    Err(StoreError::failed(
+        StoreKind::Kubo,
+        format!("{command} answered {status}: {message}"),
+    ))
+}
+
+fn transport_error(error: reqwest::Error) -> StoreError {
+    StoreError::unavailable(StoreKind::Kubo, error)
 }

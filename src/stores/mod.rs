@@ -117,12 +117,23 @@ impl CallGuard {
         operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        self.run_within(operation, self.timeout, call).await
+    }
+
+    /// Like [`CallGuard::run`] with a bound of its own, for calls whose
+    /// length grows with the data they move.
+    pub async fn run_within<T>(
+        &self,
+        operation: &'static str,
+        timeout: Duration,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, call).await {
+        let result = match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::unavailable(
                 self.store,
-                format!("no answer within {} ms", self.timeout.as_millis()),
+                format!("no answer within {} ms", timeout.as_millis()),
             )),
         };
         let outcome = match &result {

@@ -1,8 +1,10 @@
 //! PostgreSQL: a pooled client with bounded waits, and the embedded migrations.
 
 mod api_keys;
+mod files;
 
 pub use api_keys::{ApiKeyRow, NewApiKeyRow};
+pub use files::{FileContent, FileDetails, FilePage, FileRow};
 
 use std::str::FromStr;
 use std::sync::Arc;

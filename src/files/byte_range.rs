@@ -1,0 +1,95 @@
+//! The `Range` header of a download: one byte range, or the whole file.
+
+use http_range_header::{parse_range_header, RangeUnsatisfiableError};
+
+/// The part of a file to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    /// Inclusive.
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// Not a byte range, or not well-formed: 400.
+    #[error("malformed Range header: expected bytes=START-END, bytes=START- or bytes=-SUFFIX")]
+    Malformed,
+    /// Several ranges: multipart/byteranges is not served.
+    #[error("only a single byte range is supported")]
+    Multiple,
+    /// Well-formed but outside the file: 416.
+    #[error("range is not satisfiable for a file of {0} bytes")]
+    Unsatisfiable(u64),
+}
+
+/// The range `header` asks of a file of `size` bytes.
+pub fn requested_range(header: &str, size: u64) -> Result<ByteRange, RangeError> {
+    let parsed = parse_range_header(header).map_err(|_| RangeError::Malformed)?;
+    if header.contains(',') {
+        return Err(RangeError::Multiple);
+    }
+    let ranges = parsed
+        .validate(size)
+        .map_err(|_: RangeUnsatisfiableError| RangeError::Unsatisfiable(size))?;
+    let range = ranges.first().ok_or(RangeError::Malformed)?;
+    Ok(ByteRange {
+        start: *range.start(),
+        end: *range.end(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_ranges() {
+        assert_eq!(
+            requested_range("bytes=0-0", 10),
+            Ok(ByteRange { start: 0, end: 0 })
+        );
+        assert_eq!(
+            requested_range("bytes=9-", 10),
+            Ok(ByteRange { start: 9, end: 9 })
+        );
+        assert_eq!(
+            requested_range("bytes=-3", 10),
+            Ok(ByteRange { start: 7, end: 9 })
+        );
+        assert_eq!(
+            requested_range("bytes=5-100", 10),
+            Ok(ByteRange { start: 5, end: 9 })
+        );
+        assert_eq!(requested_range("bytes=2-4", 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn bad_ranges() {
+        assert_eq!(
+            requested_range("bytes=10-", 10),
+            Err(RangeError::Unsatisfiable(10))
+        );
+        assert_eq!(
+            requested_range("bytes=0-0", 0),
+            Err(RangeError::Unsatisfiable(0))
+        );
+        assert_eq!(requested_range("items=0-1", 10), Err(RangeError::Malformed));
+        assert_eq!(requested_range("bytes=abc", 10), Err(RangeError::Malformed));
+        assert_eq!(requested_range("bytes=5-2", 10), Err(RangeError::Malformed));
+        assert_eq!(
+            requested_range("bytes=0-1,3-4", 10),
+            Err(RangeError::Multiple)
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! `/files`: upload, metadata, download, listing and deletion.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Principal, Scope};
+use crate::files::{
+    requested_range, ContentId, Files, FilesError, RangeError, ReceivedContent, UploadDetails,
+};
+use crate::http::error::ApiError;
+use crate::http::resource;
+use crate::startup::AppState;
+use crate::stores::cluster::PinStatus;
+use crate::stores::postgres::FileRow;
+
+/// Content never changes under a CID, so caches may keep it for good.
+const IMMUTABLE: &str = "public, max-age=29030400, immutable";
+/// Largest text field of a multipart upload, other than `metadata`.
+const MAX_TEXT_FIELD_BYTES: usize = 4096;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/files/upload").route(web::post().to(upload)))
+        .service(resource("/files").route(web::get().to(list)))
+        .service(
+            resource("/files/{cid}")
+                .route(web::get().to(describe))
+                .route(web::delete().to(delete)),
+        )
+        .service(
+            resource("/files/{cid}/download")
+                .route(web::get().to(download))
+                .route(web::head().to(download)),
+        );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: Option<String>,
+    owner: Option<String>,
+    replication_min: Option<i32>,
+    replication_max: Option<i32>,
+}
+
+/// Fields of an upload, from the query string or the multipart form.
+#[derive(Default)]
+struct UploadFields {
+    name: Option<String>,
+    owner: Option<String>,
+    metadata: Option<String>,
+    replication_min: Option<i32>,
+    replication_max: Option<i32>,
+    declared_type: Option<String>,
+}
+
+async fn upload(
+    principal: Principal,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<UploadQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::FilesWrite)?;
+    let files = &state.files;
+    let query = query.into_inner();
+    let mut fields = UploadFields {
+        name: query.name,
+        owner: query.owner,
+        replication_min: query.replication_min,
+        replication_max: query.replication_max,
+        ..UploadFields::default()
+    };
+    let pending = files.begin(&principal.tenant).await?;
+    let outcome: Result<FileRow, FilesError> = async {
+        let content = if is_multipart(&req) {
+            receive_form(files, &req, payload, &mut fields).await?
+        } else {
+            fields.declared_type = declared_type(req.headers().get(header::CONTENT_TYPE));
+            files.receive(payload).await?
+        };
+        let details = upload_details(files, fields)?;
+        files.commit(&pending, &content, &details).await
+    }
+    .await;
+    let row = match outcome {
+        Ok(row) => row,
+        Err(error) => {
+            files.abandon(pending).await;
+            return Err(error.into());
+        }
+    };
+    let cid = ContentId::parse(&row.cid).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pin = files.pin_status(&cid).await.ok();
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/files/{}", row.cid)))
+        .json(file_json(&row, &state, pin.as_ref())))
+}
+
+fn is_multipart(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// The type a raw upload declares. Form encodings describe how a body was
+/// sent, not the file (`curl --data-binary` sends one by default), so they
+/// declare nothing.
+fn declared_type(value: Option<&HeaderValue>) -> Option<String> {
+    let value = value?.to_str().ok()?;
+    let mime: mime::Mime = value.parse().ok()?;
+    let essence = mime.essence_str();
+    (essence != "application/x-www-form-urlencoded").then(|| essence.to_owned())
+}
+
+/// Reads a multipart form: one `file` part streamed to Kubo, and the small
+/// text fields before or after it.
+async fn receive_form(
+    files: &Files,
+    req: &HttpRequest,
+    payload: web::Payload,
+    fields: &mut UploadFields,
+) -> Result<ReceivedContent, FilesError> {
+    let mut form = Multipart::new(req.headers(), payload);
+    let mut content = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| {
+            FilesError::invalid(
+                "invalid_multipart",
+                format!("malformed multipart body: {e}"),
+            )
+        })?;
+        let field_name = field.name().unwrap_or_default().to_owned();
+        match field_name.as_str() {
+            "file" => {
+                if content.is_some() {
+                    return Err(FilesError::invalid(
+                        "invalid_multipart",
+                        "the form has more than one file part; send one per upload",
+                    ));
+                }
+                if fields.name.is_none() {
+                    fields.name = field
+                        .content_disposition()
+                        .and_then(|d| d.get_filename())
+                        .map(str::to_owned);
+                }
+                fields.declared_type = field.content_type().map(|m| m.essence_str().to_owned());
+                content = Some(files.receive(&mut field).await?);
+            }
+            "name" => fields.name = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
+            "owner" => fields.owner = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
+            "metadata" => {
+                let limit = files.settings().max_metadata_bytes;
+                fields.metadata = Some(text_field(&mut field, limit).await?);
+            }
+            "replication_min" => {
+                fields.replication_min = Some(number_field(&mut field, "replication_min").await?)
+            }
+            "replication_max" => {
+                fields.replication_max = Some(number_field(&mut field, "replication_max").await?)
+            }
+            other => {
+                return Err(FilesError::invalid(
+                    "invalid_multipart",
+                    format!(
+                        "unknown form field {other:?}; expected file, name, owner, metadata, \
+                         replication_min, replication_max"
+                    ),
+                ))
+            }
+        }
+    }
+    content.ok_or_else(|| {
+        FilesError::invalid("invalid_multipart", "the form has no part named \"file\"")
+    })
+}
+
+async fn text_field(field: &mut Field, limit: usize) -> Result<String, FilesError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| {
+            FilesError::invalid(
+                "invalid_multipart",
+                format!("malformed multipart body: {e}"),
+            )
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(FilesError::invalid(
+                "field_too_large",
+                format!("form field {name:?} is over {limit} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        FilesError::invalid("invalid_field", format!("form field {name:?} is not UTF-8"))
+    })
+}
+
+async fn number_field(field: &mut Field, name: &str) -> Result<i32, FilesError> {
+    let text = text_field(field, 16).await?;
+    text.trim().parse().map_err(|_| {
+        FilesError::invalid(
+            "invalid_replication",
+            format!("{name} must be a whole number"),
+        )
+    })
+}
+
+/// Checks what the caller said about the upload against the limits.
+fn upload_details(files: &Files, fields: UploadFields) -> Result<UploadDetails, FilesError> {
+    let settings = files.settings();
+    let name = fields.name.ok_or_else(|| {
+        FilesError::invalid(
+            "missing_name",
+            "a file name is required: the name query parameter, a name field, or the file part's filename",
+        )
+    })?;
+    if name.is_empty() || name.chars().count() > settings.max_name_chars {
+        return Err(FilesError::invalid(
+            "invalid_name",
+            format!(
+                "the file name must have 1 to {} characters",
+                settings.max_name_chars
+            ),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FilesError::invalid(
+            "invalid_name",
+            "the file name must not contain control characters",
+        ));
+    }
+    if let Some(owner) = &fields.owner {
+        if owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
+            return Err(FilesError::invalid(
+                "invalid_owner",
+                "owner must have 1 to 256 bytes and no control characters",
+            ));
+        }
+    }
+    let metadata = match fields.metadata {
+        None => json!({}),
+        Some(text) => {
+            if text.len() > settings.max_metadata_bytes {
+                return Err(FilesError::invalid(
+                    "invalid_metadata",
+                    format!("metadata is over {} bytes", settings.max_metadata_bytes),
+                ));
+            }
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                FilesError::invalid("invalid_metadata", format!("metadata is not JSON: {e}"))
+            })?;
+            if !value.is_object() {
+                return Err(FilesError::invalid(
+                    "invalid_metadata",
+                    "metadata must be a JSON object",
+                ));
+            }
+            value
+        }
+    };
+    let replication_min = fields.replication_min.unwrap_or(settings.replication_min);
+    let replication_max = fields
+        .replication_max
+        .unwrap_or(settings.replication_max.max(replication_min));
+    if replication_min < 1
+        || replication_max < replication_min
+        || replication_max > settings.replication_max_allowed
+    {
+        return Err(FilesError::invalid(
+            "invalid_replication",
+            format!(
+                "replication needs 1 <= replication_min <= replication_max <= {}",
+                settings.replication_max_allowed
+            ),
+        ));
+    }
+    Ok(UploadDetails {
+        name,
+        owner: fields.owner,
+        declared_type: fields.declared_type,
+        metadata,
+        replication_min,
+        replication_max,
+    })
+}
+
+fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> serde_json::Value {
+    let gateway = state.settings.kubo.gateway_url.trim_end_matches('/');
+    json!({
+        "cid": row.cid,
+        "name": row.name,
+        "size": row.size_bytes,
+        "content_type": row.content_type,
+        "sha256": hex::encode(&row.sha256),
+        "owner": row.owner_id,
+        "metadata": row.metadata,
+        "url": format!("{gateway}/ipfs/{}", row.cid),
+        "download_url": format!("/files/{}/download", row.cid),
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+        "pin": {
+            "status": row.pin_state,
+            "replication_min": row.replication_min,
+            "replication_max": row.replication_max,
+            "pinned_peers": pin.map(PinStatus::pinned_peers),
+            "allocations": pin.map(|p| &p.allocations),
+            "peers": pin.map(|p| &p.peers),
+        },
+    })
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
+    ContentId::parse(raw).map_err(|e| ApiError::bad_request("invalid_cid", e.to_string()))
+}
+
+async fn describe(
+    principal: Principal,
+    state: web::Data<AppState>,
+    cid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::FilesRead)?;
+    let cid = parse_cid(&cid)?;
+    let row = state.files.file(&principal.tenant, &cid).await?;
+    // The live view is a bonus: with the Cluster down the stored state stands.
+    let pin = state.files.pin_status(&cid).await.ok();
+    Ok(HttpResponse::Ok().json(file_json(&row, &state, pin.as_ref())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    owner: Option<String>,
+}
+
+async fn list(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::FilesRead)?;
+    let settings = state.files.settings();
+    let limit = query.limit.unwrap_or(settings.list_default_limit);
+    if !(1..=settings.list_max_limit).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", settings.list_max_limit),
+        ));
+    }
+    let after = query.cursor.as_deref().map(cursor::decode).transpose()?;
+    let page = state
+        .files
+        .list(&principal.tenant, query.owner.as_deref(), after, limit)
+        .await?;
+    let files: Vec<_> = page
+        .files
+        .iter()
+        .map(|f| file_json(f, &state, None))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "files": files,
+        "next_cursor": page.next.map(|(at, id)| cursor::encode(at, id)),
+    })))
+}
+
+/// Keyset cursors: the position of the last file of a page, opaque to clients.
+mod cursor {
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use crate::http::error::ApiError;
+
+    pub fn encode(at: OffsetDateTime, id: Uuid) -> String {
+        hex::encode(format!("{}:{}", at.unix_timestamp_nanos(), id.simple()))
+    }
+
+    pub fn decode(cursor: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
+        let invalid =
+            || ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out");
+        let text = String::from_utf8(hex::decode(cursor).map_err(|_| invalid())?)
+            .map_err(|_| invalid())?;
+        let (nanos, id) = text.split_once(':').ok_or_else(invalid)?;
+        let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
+        let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
+        Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+    }
+}
+
+async fn delete(
+    principal: Principal,
+    state: web::Data<AppState>,
+    cid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::FilesWrite)?;
+    let cid = parse_cid(&cid)?;
+    state.files.delete(&principal.tenant, &cid).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn download(
+    principal: Principal,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    cid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::FilesRead)?;
+    let cid = parse_cid(&cid)?;
+    let file = state.files.file(&principal.tenant, &cid).await?;
+    let size = u64::try_from(file.size_bytes).unwrap_or(0);
+    let etag = format!("\"{}\"", file.cid);
+
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    if if_none_match(&req, &etag) {
+        return Ok(response.status(StatusCode::NOT_MODIFIED).finish());
+    }
+    response
+        .insert_header((header::CONTENT_TYPE, file.content_type.as_str()))
+        .insert_header(attachment(&file.name));
+
+    let range = match req.headers().get(header::RANGE).map(|v| v.to_str()) {
+        None => None,
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_range",
+                RangeError::Malformed.to_string(),
+            ))
+        }
+        Some(Ok(value)) => match requested_range(value, size) {
+            Ok(range) => Some(range),
+            Err(RangeError::Unsatisfiable(size)) => {
+                return Ok(HttpResponse::RangeNotSatisfiable()
+                    .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                    .json(json!({"error": {"code": "range_not_satisfiable",
+                        "message": RangeError::Unsatisfiable(size).to_string()}})));
+            }
+            Err(other) => return Err(ApiError::bad_request("invalid_range", other.to_string())),
+        },
+    };
+    let length = match range {
+        Some(range) => {
+            response.status(StatusCode::PARTIAL_CONTENT).insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", range.start, range.end),
+            ));
+            range.len()
+        }
+        None => size,
+    };
+    if req.method() == Method::HEAD || length == 0 {
+        return Ok(response
+            .no_chunking(length)
+            .streaming(futures_util::stream::empty::<
+                Result<bytes::Bytes, std::io::Error>,
+            >()));
+    }
+    let content = state.files.content(&file, range).await?;
+    Ok(response.no_chunking(length).streaming(content))
+}
+
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
+}
+
+/// `attachment` with an ASCII fallback name and the exact name in UTF-8
+/// (RFC 6266), so any name downloads under its own name and none can break
+/// the header.
+fn attachment(name: &str) -> header::ContentDisposition {
+    use header::{Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue};
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![
+            DispositionParam::Filename(fallback),
+            DispositionParam::FilenameExt(ExtendedValue {
+                charset: Charset::Ext("UTF-8".to_owned()),
+                language_tag: None,
+                value: name.as_bytes().to_vec(),
+            }),
+        ],
+    }
+}

@@ -1,0 +1,591 @@
+//! Files on the real stack: streaming upload into Kubo, pins through the
+//! Cluster, metadata in Postgres, downloads with HTTP caching semantics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{json, postgres, spawn_app, spawn_app_with, stack_settings, TestApp};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+const CHUNK: usize = 262_144;
+
+/// Deterministic pseudo-random bytes, different per seed.
+fn content(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..size)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+fn unique_content(size: usize) -> Vec<u8> {
+    content(size, uuid::Uuid::new_v4().as_u128() as u64)
+}
+
+async fn upload_raw(app: &TestApp, name: &str, body: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(app.url("/files/upload"))
+        .query(&[("name", name)])
+        .bearer_auth(&app.key)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn uploaded_cid(app: &TestApp, name: &str, body: Vec<u8>) -> String {
+    let response = upload_raw(app, name, body).await;
+    assert_eq!(response.status(), 201);
+    json(response).await["cid"].as_str().unwrap().to_owned()
+}
+
+async fn download(app: &TestApp, cid: &str) -> reqwest::Response {
+    app.get(&format!("/files/{cid}/download")).await
+}
+
+/// The content as Kubo node `node` serves it, straight from its RPC API.
+async fn cat_from_kubo(node: u16, cid: &str) -> Vec<u8> {
+    let offset: u16 = std::env::var("STACK_PORT_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let port = 25000 + node + offset;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v0/cat"))
+        .query(&[("arg", cid)])
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// The Cluster's own view of a pin: peers reporting it pinned, or None when unknown.
+async fn cluster_pinned_peers(cid: &str) -> Option<usize> {
+    let url = std::env::var("IPFS_CLUSTER_URL").unwrap();
+    let response = reqwest::get(format!("{url}/pins/{cid}")).await.unwrap();
+    if response.status() == 404 {
+        return None;
+    }
+    let body: serde_json::Value = response.json().await.unwrap();
+    let peers = body["peer_map"].as_object()?;
+    if peers.values().all(|p| p["status"] == "unpinned") {
+        return None;
+    }
+    Some(peers.values().filter(|p| p["status"] == "pinned").count())
+}
+
+async fn wait_for_pinned_peers(cid: &str, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pinned = cluster_pinned_peers(cid).await.unwrap_or(0);
+        if pinned >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{cid}: {pinned} peers pinned, want {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn byte_exact_round_trips_at_chunk_edges() {
+    let app = spawn_app().await;
+    for size in [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
+        let body = unique_content(size);
+        let response = upload_raw(&app, "edge.bin", body.clone()).await;
+        assert_eq!(response.status(), 201, "size {size}");
+        let meta = json(response).await;
+        assert_eq!(meta["size"], size, "size {size}");
+        assert_eq!(meta["sha256"], hex::encode(Sha256::digest(&body)));
+        let cid = meta["cid"].as_str().unwrap();
+        assert!(cid.starts_with("baf"), "CIDv1: {cid}");
+        if size <= 32 {
+            assert!(cid.starts_with("bafkqa"), "tiny content is inlined: {cid}");
+        }
+        assert!(meta["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/ipfs/{cid}")));
+
+        let downloaded = download(&app, cid).await;
+        assert_eq!(downloaded.status(), 200);
+        assert_eq!(
+            downloaded.headers()["content-length"],
+            size.to_string().as_str()
+        );
+        assert_eq!(
+            downloaded.bytes().await.unwrap().as_ref(),
+            body.as_slice(),
+            "size {size}"
+        );
+        // Another node gets it over bitswap, from the peers the Cluster pinned it on.
+        assert_eq!(cat_from_kubo(2, cid).await, body, "size {size}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_upload_streams_both_ways() {
+    let app = spawn_app().await;
+    const SIZE: usize = 100 * 1024 * 1024;
+    let seed = uuid::Uuid::new_v4().as_u128() as u64;
+    // The body is generated chunk by chunk, so neither side holds it whole.
+    let chunks = futures_util::stream::iter(0..SIZE / (1 << 20))
+        .map(move |i| Ok::<_, std::io::Error>(Bytes::from(content(1 << 20, seed + i as u64))));
+    let mut expected = Sha256::new();
+    for i in 0..SIZE / (1 << 20) {
+        expected.update(content(1 << 20, seed + i as u64));
+    }
+    let expected = hex::encode(expected.finalize());
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .query(&[("name", "large.bin")])
+        .bearer_auth(&app.key)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let meta = json(response).await;
+    assert_eq!(meta["size"], SIZE);
+    assert_eq!(meta["sha256"], expected.as_str());
+
+    let response = download(&app, meta["cid"].as_str().unwrap()).await;
+    assert_eq!(response.status(), 200);
+    let mut received = Sha256::new();
+    let mut length = 0;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        length += chunk.len();
+        received.update(&chunk);
+    }
+    assert_eq!(length, SIZE);
+    assert_eq!(hex::encode(received.finalize()), expected);
+}
+
+#[tokio::test]
+async fn the_cluster_replicates_to_the_minimum() {
+    let app = spawn_app().await;
+    let cid = uploaded_cid(&app, "replicated.bin", unique_content(50_000)).await;
+    wait_for_pinned_peers(&cid, 2).await;
+    let meta = json(app.get(&format!("/files/{cid}")).await).await;
+    assert_eq!(meta["pin"]["replication_min"], 2);
+    assert_eq!(meta["pin"]["replication_max"], 3);
+    assert!(meta["pin"]["pinned_peers"].as_u64().unwrap() >= 2, "{meta}");
+    assert!(!meta["pin"]["allocations"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn multipart_uploads_take_their_fields_in_any_order() {
+    let app = spawn_app().await;
+    let body = unique_content(10_000);
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(body.clone())
+                .file_name("report.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        )
+        .text("metadata", r#"{"challenge": 7}"#)
+        .text("owner", "user-1")
+        .text("replication_min", "1")
+        .text("replication_max", "2");
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .bearer_auth(&app.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let meta = json(response).await;
+    assert_eq!(meta["name"], "report.pdf");
+    assert_eq!(meta["owner"], "user-1");
+    assert_eq!(meta["metadata"]["challenge"], 7);
+    assert_eq!(meta["content_type"], "application/pdf");
+    assert_eq!(meta["pin"]["replication_min"], 1);
+    assert_eq!(meta["pin"]["replication_max"], 2);
+}
+
+#[tokio::test]
+async fn content_type_is_sniffed_from_the_bytes() {
+    let app = spawn_app().await;
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend(unique_content(100));
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .query(&[("name", "picture.txt")])
+        .bearer_auth(&app.key)
+        .header("content-type", "text/plain")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(response).await["content_type"], "image/png");
+}
+
+#[tokio::test]
+async fn ranges_etags_and_head() {
+    let app = spawn_app().await;
+    let body = unique_content(1000);
+    let cid = uploaded_cid(&app, "ranged.bin", body.clone()).await;
+    let path = format!("/files/{cid}/download");
+    let ranged = |range: &'static str| {
+        let request = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&app.key)
+            .header("range", range);
+        async move { request.send().await.unwrap() }
+    };
+
+    for (range, start, end) in [
+        ("bytes=0-0", 0, 0),
+        ("bytes=999-", 999, 999),
+        ("bytes=-10", 990, 999),
+        ("bytes=100-199", 100, 199),
+        ("bytes=900-5000", 900, 999),
+    ] {
+        let response = ranged(range).await;
+        assert_eq!(response.status(), 206, "{range}");
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {start}-{end}/1000").as_str()
+        );
+        assert_eq!(
+            response.bytes().await.unwrap().as_ref(),
+            &body[start..=end],
+            "{range}"
+        );
+    }
+    let past_the_end = ranged("bytes=1000-").await;
+    assert_eq!(past_the_end.status(), 416);
+    assert_eq!(past_the_end.headers()["content-range"], "bytes */1000");
+    for bad in ["bytes=0-1,5-6", "pages=1-2", "bytes=x-"] {
+        let response = ranged(bad).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        assert_eq!(json(response).await["error"]["code"], "invalid_range");
+    }
+
+    let full = download(&app, &cid).await;
+    let etag = full.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{cid}\""));
+    assert_eq!(
+        full.headers()["cache-control"],
+        "public, max-age=29030400, immutable"
+    );
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    let not_modified = app
+        .http
+        .get(app.url(&path))
+        .bearer_auth(&app.key)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert!(not_modified.bytes().await.unwrap().is_empty());
+
+    let head = app
+        .http
+        .head(app.url(&path))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "1000");
+    assert_eq!(head.headers()["etag"], etag.as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn any_file_name_downloads_under_its_own_name() {
+    let app = spawn_app().await;
+    let name = "résumé \"final\"/../ 履歴書.pdf";
+    let cid = uploaded_cid(&app, name, unique_content(10)).await;
+    let response = download(&app, &cid).await;
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\""),
+        "{disposition}"
+    );
+    assert!(
+        disposition.contains("filename*=UTF-8''r%C3%A9sum%C3%A9"),
+        "{disposition}"
+    );
+    assert!(!disposition.contains('\n'));
+    let meta = json(app.get(&format!("/files/{cid}")).await).await;
+    assert_eq!(meta["name"], name, "names are stored as given");
+}
+
+#[tokio::test]
+async fn shared_content_is_pinned_once_and_unpinned_after_the_last_delete() {
+    let alice = spawn_app().await;
+    let bob = spawn_app().await;
+    let body = unique_content(20_000);
+    let cid = uploaded_cid(&alice, "shared.bin", body.clone()).await;
+    assert_eq!(uploaded_cid(&bob, "mine.bin", body.clone()).await, cid);
+    // The same tenant uploading it again updates its file, adding no reference.
+    assert_eq!(uploaded_cid(&bob, "renamed.bin", body).await, cid);
+    assert_eq!(
+        json(bob.get(&format!("/files/{cid}")).await).await["name"],
+        "renamed.bin"
+    );
+    wait_for_pinned_peers(&cid, 2).await;
+
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    let refs: i64 = client
+        .query_one("SELECT ref_count FROM ipfs_blobs WHERE cid = $1", &[&cid])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refs, 2);
+
+    assert_eq!(alice.delete(&format!("/files/{cid}")).await.status(), 204);
+    assert_eq!(download(&alice, &cid).await.status(), 404);
+    assert!(
+        cluster_pinned_peers(&cid).await.is_some(),
+        "Bob still holds it"
+    );
+    assert_eq!(download(&bob, &cid).await.status(), 200);
+
+    assert_eq!(bob.delete(&format!("/files/{cid}")).await.status(), 204);
+    assert_eq!(
+        cluster_pinned_peers(&cid).await,
+        None,
+        "the last delete unpins"
+    );
+    assert_eq!(bob.delete(&format!("/files/{cid}")).await.status(), 404);
+}
+
+#[tokio::test]
+async fn another_tenants_file_is_not_found() {
+    let alice = spawn_app().await;
+    let mallory = spawn_app().await;
+    let cid = uploaded_cid(&alice, "private.bin", unique_content(100)).await;
+    for path in [format!("/files/{cid}"), format!("/files/{cid}/download")] {
+        let response = mallory.get(&path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(json(response).await["error"]["code"], "not_found");
+    }
+    assert_eq!(mallory.delete(&format!("/files/{cid}")).await.status(), 404);
+    let listing = json(mallory.get("/files").await).await;
+    assert!(listing["files"].as_array().unwrap().is_empty());
+    assert_eq!(download(&alice, &cid).await.status(), 200);
+}
+
+#[tokio::test]
+async fn listing_is_newest_first_with_keyset_pages() {
+    let app = spawn_app().await;
+    let mut cids = Vec::new();
+    for i in 0..5 {
+        let owner = if i % 2 == 0 { "even" } else { "odd" };
+        let response = app
+            .http
+            .post(app.url("/files/upload"))
+            .query(&[("name", format!("f{i}")), ("owner", owner.to_owned())])
+            .bearer_auth(&app.key)
+            .body(unique_content(10))
+            .send()
+            .await
+            .unwrap();
+        cids.push(json(response).await["cid"].as_str().unwrap().to_owned());
+    }
+    cids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/files?limit=2&cursor={c}"),
+            None => "/files?limit=2".to_owned(),
+        };
+        let page = json(app.get(&path).await).await;
+        let files = page["files"].as_array().unwrap();
+        assert!(files.len() <= 2);
+        seen.extend(files.iter().map(|f| f["cid"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, cids);
+    let odd = json(app.get("/files?owner=odd").await).await;
+    assert_eq!(odd["files"].as_array().unwrap().len(), 2);
+    assert_eq!(app.get("/files?limit=0").await.status(), 400);
+    assert_eq!(app.get("/files?cursor=zz").await.status(), 400);
+}
+
+#[tokio::test]
+async fn bad_uploads_get_400_and_leave_nothing_behind() {
+    let app = spawn_app().await;
+    let assert_bad = |response: reqwest::Response, code: &'static str| async move {
+        assert_eq!(response.status(), 400);
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], code, "{body}");
+    };
+    assert_bad(app.get("/files/not-a-cid").await, "invalid_cid").await;
+    assert_bad(app.get("/files/not-a-cid/download").await, "invalid_cid").await;
+
+    let no_file = reqwest::multipart::Form::new().text("name", "x");
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .bearer_auth(&app.key)
+        .multipart(no_file)
+        .send()
+        .await
+        .unwrap();
+    assert_bad(response, "invalid_multipart").await;
+
+    let two_files = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![2]).file_name("b"),
+        );
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .bearer_auth(&app.key)
+        .multipart(two_files)
+        .send()
+        .await
+        .unwrap();
+    assert_bad(response, "invalid_multipart").await;
+
+    let truncated = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.bin\"\r\n\r\nsome bytes but no closing boundary";
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .bearer_auth(&app.key)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(truncated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .bearer_auth(&app.key)
+        .body("no name")
+        .send()
+        .await
+        .unwrap();
+    assert_bad(response, "missing_name").await;
+    let response = upload_raw(&app, &"n".repeat(300), vec![1]).await;
+    assert_bad(response, "invalid_name").await;
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .query(&[
+            ("name", "x"),
+            ("replication_min", "3"),
+            ("replication_max", "2"),
+        ])
+        .bearer_auth(&app.key)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_bad(response, "invalid_replication").await;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+        )
+        .text("metadata", "[1, 2]");
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .bearer_auth(&app.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_bad(response, "invalid_metadata").await;
+
+    assert_no_rows_left(&app).await;
+}
+
+async fn assert_no_rows_left(app: &TestApp) {
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    let rows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM file_metadata WHERE tenant_id = $1",
+            &[&app.tenant.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "a failed upload left rows behind");
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_cut_off_with_413() {
+    let mut settings = stack_settings();
+    settings.files.max_upload_bytes = 100_000;
+    let app = spawn_app_with(settings).await;
+    let response = upload_raw(&app, "big.bin", unique_content(100_001)).await;
+    assert_eq!(response.status(), 413);
+    let body = json(response).await;
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("100000"));
+    assert_no_rows_left(&app).await;
+    assert_eq!(
+        upload_raw(&app, "fits.bin", unique_content(100_000))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn file_endpoints_need_the_file_scopes() {
+    let app = spawn_app().await;
+    let reader = app
+        .key_with(&[storage_gateway::auth::Scope::FilesRead])
+        .await;
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .query(&[("name", "x")])
+        .bearer_auth(&reader)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let nothing = app.key_with(&[storage_gateway::auth::Scope::Cache]).await;
+    assert_eq!(app.get_as("/files", &nothing).await.status(), 403);
+    assert_eq!(app.get_as("/files", &reader).await.status(), 200);
+}
