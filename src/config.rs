@@ -88,6 +88,17 @@ pub struct FilesSettings {
     /// Page size of `GET /files` when none is asked, and the largest allowed.
     pub list_default_limit: i64,
     pub list_max_limit: i64,
+    /// Longest an upload may wait for its pin with `wait=pinned`, in seconds.
+    pub pin_wait_max_secs: u64,
+    /// Bytes of committed files a tenant may hold; 0 means no quota.
+    pub tenant_quota_bytes: u64,
+    /// Content types accepted (as recognised from the bytes, else declared);
+    /// empty accepts any.
+    pub allowed_content_types: Vec<String>,
+    /// How often the reconciler runs, in seconds.
+    pub reconcile_interval_secs: u64,
+    /// A pending upload older than this is abandoned by the reconciler, in seconds.
+    pub pending_expiry_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -21,6 +21,9 @@ pub const STORE_CALL_DURATION_SECONDS: &str = "gateway_store_call_duration_secon
 const STORE_CALL_DURATION_HELP: &str =
     "Duration of calls to a backend store, by store and operation.";
 
+pub const FILE_RECONCILER_ACTIONS_TOTAL: &str = "gateway_file_reconciler_actions_total";
+const FILE_RECONCILER_ACTIONS_HELP: &str = "What the file reconciler did: abandoned_upload (a stale pending upload removed), pin_pinned, pin_error (a pin state refreshed from the Cluster).";
+
 /// Route label for requests that matched no route, so unknown paths cannot
 /// blow up the label set.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -37,6 +40,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub store_calls: IntCounterVec,
     pub store_duration: HistogramVec,
+    pub reconciler_actions: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,11 +68,17 @@ impl Metrics {
             &["store", "operation"],
         )
         .expect("metric definition is valid");
+        let reconciler_actions = IntCounterVec::new(
+            Opts::new(FILE_RECONCILER_ACTIONS_TOTAL, FILE_RECONCILER_ACTIONS_HELP),
+            &["action"],
+        )
+        .expect("metric definition is valid");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(store_calls.clone()),
             Box::new(store_duration.clone()),
+            Box::new(reconciler_actions.clone()),
         ] {
             registry
                 .register(collector)
@@ -80,6 +90,7 @@ impl Metrics {
             http_duration,
             store_calls,
             store_duration,
+            reconciler_actions,
         })
     }
 

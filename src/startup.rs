@@ -76,7 +76,7 @@ impl Application {
         let state = AppState {
             settings: Arc::new(settings.clone()),
             api_keys: ApiKeys::new(stores.postgres.clone()),
-            files: Files::new(stores.clone(), settings.files.clone()),
+            files: Files::new(stores.clone(), settings.files.clone(), metrics.clone()),
             stores,
             metrics,
         };
@@ -92,6 +92,7 @@ impl Application {
                 source,
             })?
             .port();
+        tokio::spawn(state.files.clone().reconcile_forever());
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || http::app(data.clone()))
             .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{json, postgres, spawn_app, spawn_app_with, stack_settings, TestApp};
+use common::{json, postgres, ref_count, spawn_app, spawn_app_with, stack_settings, TestApp};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -32,15 +32,7 @@ fn unique_content(size: usize) -> Vec<u8> {
 }
 
 async fn upload_raw(app: &TestApp, name: &str, body: Vec<u8>) -> reqwest::Response {
-    app.http
-        .post(app.url("/files/upload"))
-        .query(&[("name", name)])
-        .bearer_auth(&app.key)
-        .header("content-type", "application/octet-stream")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    app.upload(&[("name", name)], body).await
 }
 
 async fn uploaded_cid(app: &TestApp, name: &str, body: Vec<u8>) -> String {
@@ -151,14 +143,8 @@ async fn a_large_upload_streams_both_ways() {
     }
     let expected = hex::encode(expected.finalize());
     let response = app
-        .http
-        .post(app.url("/files/upload"))
-        .query(&[("name", "large.bin")])
-        .bearer_auth(&app.key)
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
+        .upload(&[("name", "large.bin")], reqwest::Body::wrap_stream(chunks))
+        .await;
     assert_eq!(response.status(), 201);
     let meta = json(response).await;
     assert_eq!(meta["size"], SIZE);
@@ -355,13 +341,7 @@ async fn shared_content_is_pinned_once_and_unpinned_after_the_last_delete() {
     );
     wait_for_pinned_peers(&cid, 2).await;
 
-    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
-    let refs: i64 = client
-        .query_one("SELECT ref_count FROM ipfs_blobs WHERE cid = $1", &[&cid])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(refs, 2);
+    assert_eq!(ref_count(&cid).await, 2);
 
     assert_eq!(alice.delete(&format!("/files/{cid}")).await.status(), 204);
     assert_eq!(download(&alice, &cid).await.status(), 404);
@@ -402,15 +382,13 @@ async fn listing_is_newest_first_with_keyset_pages() {
     let mut cids = Vec::new();
     for i in 0..5 {
         let owner = if i % 2 == 0 { "even" } else { "odd" };
+        let name = format!("f{i}");
         let response = app
-            .http
-            .post(app.url("/files/upload"))
-            .query(&[("name", format!("f{i}")), ("owner", owner.to_owned())])
-            .bearer_auth(&app.key)
-            .body(unique_content(10))
-            .send()
-            .await
-            .unwrap();
+            .upload(
+                &[("name", name.as_str()), ("owner", owner)],
+                unique_content(10),
+            )
+            .await;
         cids.push(json(response).await["cid"].as_str().unwrap().to_owned());
     }
     cids.reverse();
@@ -502,18 +480,15 @@ async fn bad_uploads_get_400_and_leave_nothing_behind() {
     let response = upload_raw(&app, &"n".repeat(300), vec![1]).await;
     assert_bad(response, "invalid_name").await;
     let response = app
-        .http
-        .post(app.url("/files/upload"))
-        .query(&[
-            ("name", "x"),
-            ("replication_min", "3"),
-            ("replication_max", "2"),
-        ])
-        .bearer_auth(&app.key)
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .upload(
+            &[
+                ("name", "x"),
+                ("replication_min", "3"),
+                ("replication_max", "2"),
+            ],
+            "x",
+        )
+        .await;
     assert_bad(response, "invalid_replication").await;
     let form = reqwest::multipart::Form::new()
         .part(
@@ -531,20 +506,7 @@ async fn bad_uploads_get_400_and_leave_nothing_behind() {
         .unwrap();
     assert_bad(response, "invalid_metadata").await;
 
-    assert_no_rows_left(&app).await;
-}
-
-async fn assert_no_rows_left(app: &TestApp) {
-    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
-    let rows: i64 = client
-        .query_one(
-            "SELECT count(*) FROM file_metadata WHERE tenant_id = $1",
-            &[&app.tenant.as_str()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 0, "a failed upload left rows behind");
+    assert_eq!(app.file_rows().await, 0, "a failed upload left rows behind");
 }
 
 #[tokio::test]
@@ -560,7 +522,7 @@ async fn an_upload_over_the_limit_is_cut_off_with_413() {
         .as_str()
         .unwrap()
         .contains("100000"));
-    assert_no_rows_left(&app).await;
+    assert_eq!(app.file_rows().await, 0, "a failed upload left rows behind");
     assert_eq!(
         upload_raw(&app, "fits.bin", unique_content(100_000))
             .await
@@ -588,4 +550,119 @@ async fn file_endpoints_need_the_file_scopes() {
     let nothing = app.key_with(&[storage_gateway::auth::Scope::Cache]).await;
     assert_eq!(app.get_as("/files", &nothing).await.status(), 403);
     assert_eq!(app.get_as("/files", &reader).await.status(), 200);
+}
+
+#[tokio::test]
+async fn wait_pinned_answers_once_the_minimum_holds_the_pin() {
+    let app = spawn_app().await;
+    let response = app
+        .upload(
+            &[("name", "waited.bin"), ("wait", "pinned")],
+            unique_content(70_000),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let meta = json(response).await;
+    assert_eq!(meta["pin"]["status"], "pinned");
+    assert!(meta["pin"]["pinned_peers"].as_u64().unwrap() >= 2, "{meta}");
+    let cid = meta["cid"].as_str().unwrap();
+    assert!(cluster_pinned_peers(cid).await.unwrap() >= 2);
+
+    let response = app.upload(&[("name", "x"), ("wait", "forever")], "x").await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(response).await["error"]["code"], "invalid_wait");
+}
+
+#[tokio::test]
+async fn a_tenant_quota_is_enforced_as_the_stream_crosses_it() {
+    let mut settings = stack_settings();
+    settings.files.tenant_quota_bytes = 50_000;
+    let app = spawn_app_with(settings).await;
+    assert_eq!(
+        upload_raw(&app, "a.bin", unique_content(30_000))
+            .await
+            .status(),
+        201
+    );
+    let response = upload_raw(&app, "b.bin", unique_content(30_000)).await;
+    assert_eq!(response.status(), 413);
+    let message = json(response).await["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("quota of 50000 bytes"), "{message}");
+    assert_eq!(
+        upload_raw(&app, "c.bin", unique_content(20_000))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn content_types_outside_the_allowed_list_are_refused() {
+    let mut settings = stack_settings();
+    settings.files.allowed_content_types = vec!["image/png".to_owned()];
+    let app = spawn_app_with(settings).await;
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend(unique_content(64));
+    assert_eq!(upload_raw(&app, "ok.png", png).await.status(), 201);
+    // A client's word alone does not make bytes a PNG.
+    let response = app
+        .http
+        .post(app.url("/files/upload"))
+        .query(&[("name", "fake.png")])
+        .bearer_auth(&app.key)
+        .header("content-type", "image/png")
+        .body(b"%PDF-1.4 not a picture".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        json(response).await["error"]["code"],
+        "unsupported_content_type"
+    );
+    assert_eq!(app.file_rows().await, 1);
+}
+
+#[tokio::test]
+async fn the_reconciler_rolls_back_stale_uploads_and_settles_pins() {
+    let app = spawn_app().await;
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    // An upload a crashed gateway left pending three hours ago.
+    client
+        .execute(
+            "INSERT INTO file_metadata (id, tenant_id, name, created_at) \
+             VALUES ($1, $2, 'lost', now() - interval '3 hours')",
+            &[&uuid::Uuid::new_v4(), &app.tenant.as_str()],
+        )
+        .await
+        .unwrap();
+    let cid = uploaded_cid(&app, "settles.bin", unique_content(40_000)).await;
+    wait_for_pinned_peers(&cid, 2).await;
+
+    let report = app.state.files.reconcile_once().await.unwrap();
+    assert!(report.abandoned_uploads >= 1, "{report:?}");
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM file_metadata WHERE tenant_id = $1 AND state = 'writing'",
+            &[&app.tenant.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0);
+    let meta = json(app.get(&format!("/files/{cid}")).await).await;
+    assert_eq!(meta["pin"]["status"], "pinned", "{meta}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gateway_file_reconciler_actions_total{action=\"abandoned_upload\"}"));
 }

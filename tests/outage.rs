@@ -8,7 +8,7 @@ mod common;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use common::{json, postgres, spawn_app, stack, TestApp};
+use common::{json, ref_count, spawn_app, stack, TestApp};
 use futures_util::FutureExt;
 use tokio::sync::Mutex;
 
@@ -122,14 +122,7 @@ async fn cluster_down_gives_503_naming_it() {
 }
 
 async fn upload(app: &TestApp, body: &'static str) -> reqwest::Response {
-    app.http
-        .post(app.url("/files/upload"))
-        .query(&[("name", "outage.txt")])
-        .bearer_auth(&app.key)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    app.upload(&[("name", "outage.txt")], body).await
 }
 
 /// Uploads once the stack accepts uploads again: after a restart the Cluster
@@ -145,18 +138,6 @@ async fn upload_when_accepted(app: &TestApp, body: &'static str) -> reqwest::Res
     }
 }
 
-async fn file_rows(app: &TestApp) -> i64 {
-    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
-    client
-        .query_one(
-            "SELECT count(*) FROM file_metadata WHERE tenant_id = $1",
-            &[&app.tenant.as_str()],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 async fn assert_unavailable(response: reqwest::Response, backend: &str) {
     assert_eq!(response.status(), 503);
     let body = json(response).await;
@@ -170,7 +151,7 @@ async fn an_upload_with_kubo_down_is_503_and_writes_nothing() {
     let app = spawn_app().await;
     with_service_stopped("kubo1", || async {
         assert_unavailable(upload(&app, "kubo is away").await, "kubo").await;
-        assert_eq!(file_rows(&app).await, 0);
+        assert_eq!(app.file_rows().await, 0);
     })
     .await;
     wait_until_ready(&app).await;
@@ -187,20 +168,18 @@ async fn an_upload_with_the_cluster_down_is_503_and_counts_nothing() {
     let body = Box::leak(format!("cluster outage {}", uuid::Uuid::new_v4()).into_boxed_str());
     with_service_stopped("cluster1", || async {
         assert_unavailable(upload(&app, body).await, "cluster").await;
-        assert_eq!(file_rows(&app).await, 0);
+        assert_eq!(app.file_rows().await, 0);
     })
     .await;
     wait_until_ready(&app).await;
     let response = upload_when_accepted(&app, body).await;
     assert_eq!(response.status(), 201);
     let cid = json(response).await["cid"].as_str().unwrap().to_owned();
-    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
-    let refs: i64 = client
-        .query_one("SELECT ref_count FROM ipfs_blobs WHERE cid = $1", &[&cid])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(refs, 1, "the failed attempt took no reference");
+    assert_eq!(
+        ref_count(&cid).await,
+        1,
+        "the failed attempt took no reference"
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 
 pub mod byte_range;
 pub mod content_id;
+mod reconciler;
+
+pub use reconciler::ReconcileReport;
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantId;
 use crate::config::FilesSettings;
+use crate::metrics::Metrics;
 use crate::stores::cluster::{PinRequest, PinStatus};
 use crate::stores::kubo::{AddOptions, ContentStream};
 use crate::stores::postgres::{FileContent, FileDetails, FilePage, FileRow};
@@ -32,6 +36,12 @@ pub enum FilesError {
     Store(#[from] StoreError),
     #[error("upload is over the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error(
+        "upload would take the tenant over its quota of {quota} bytes ({used} already stored)"
+    )]
+    OverQuota { quota: u64, used: u64 },
+    #[error("content type {0} is not accepted here")]
+    UnsupportedType(String),
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
     #[error("no file {0} in this tenant")]
@@ -43,6 +53,22 @@ impl FilesError {
         FilesError::Invalid {
             code,
             message: message.into(),
+        }
+    }
+}
+
+/// How many bytes an upload may bring, and which limit that is.
+#[derive(Debug, Clone)]
+pub struct UploadLimit {
+    bytes: u64,
+    quota: Option<(u64, u64)>,
+}
+
+impl UploadLimit {
+    fn exceeded(&self) -> FilesError {
+        match self.quota {
+            Some((quota, used)) => FilesError::OverQuota { quota, used },
+            None => FilesError::TooLarge { limit: self.bytes },
         }
     }
 }
@@ -78,13 +104,15 @@ pub struct UploadDetails {
 pub struct Files {
     stores: Stores,
     settings: Arc<FilesSettings>,
+    metrics: Arc<Metrics>,
 }
 
 impl Files {
-    pub fn new(stores: Stores, settings: FilesSettings) -> Self {
+    pub fn new(stores: Stores, settings: FilesSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             stores,
             settings: Arc::new(settings),
+            metrics,
         }
     }
 
@@ -101,6 +129,57 @@ impl Files {
         Ok(PendingUpload { id })
     }
 
+    /// The most a new upload of `tenant` may bring: the size limit, or what
+    /// is left of the tenant's quota when that is less.
+    pub async fn upload_limit(&self, tenant: &TenantId) -> Result<UploadLimit, FilesError> {
+        let max = self.settings.max_upload_bytes;
+        let quota = self.settings.tenant_quota_bytes;
+        if quota == 0 {
+            return Ok(UploadLimit {
+                bytes: max,
+                quota: None,
+            });
+        }
+        let used = self.stores.postgres.tenant_usage(tenant.as_str()).await?;
+        let left = quota.saturating_sub(used);
+        Ok(if left < max {
+            UploadLimit {
+                bytes: left,
+                quota: Some((quota, used)),
+            }
+        } else {
+            UploadLimit {
+                bytes: max,
+                quota: None,
+            }
+        })
+    }
+
+    /// Polls the Cluster until `replication_min` peers report the pin as
+    /// pinned or `files.pin_wait_max_secs` passes; true when it got there.
+    pub async fn wait_until_pinned(
+        &self,
+        cid: &ContentId,
+        replication_min: i32,
+    ) -> Result<(PinStatus, bool), FilesError> {
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(self.settings.pin_wait_max_secs);
+        loop {
+            let status = self.pin_status(cid).await?;
+            if status.pinned_peers() >= replication_min.max(1) as usize {
+                self.stores
+                    .postgres
+                    .set_pin_state(cid.as_str(), "pinned")
+                    .await?;
+                return Ok((status, true));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok((status, false));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Forgets an upload that failed; what Kubo received stays unpinned.
     pub async fn abandon(&self, pending: PendingUpload) {
         if let Err(error) = self.stores.postgres.discard_pending_file(pending.id).await {
@@ -111,12 +190,16 @@ impl Files {
 
     /// Streams `body` into Kubo, hashing and counting on the same pass and
     /// cutting the stream off as soon as it crosses the size limit.
-    pub async fn receive<S, E>(&self, body: S) -> Result<ReceivedContent, FilesError>
+    pub async fn receive<S, E>(
+        &self,
+        limit: &UploadLimit,
+        body: S,
+    ) -> Result<ReceivedContent, FilesError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let limit = self.settings.max_upload_bytes;
+        let limit = limit.clone();
         let (sender, receiver) =
             tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
         let to_kubo = futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -143,11 +226,11 @@ impl Files {
                     }
                 };
                 size += chunk.len() as u64;
-                if size > limit {
+                if size > limit.bytes {
                     let _ = sender
-                        .send(Err(std::io::Error::other("upload over the size limit")))
+                        .send(Err(std::io::Error::other("upload over its limit")))
                         .await;
-                    return Err(FilesError::TooLarge { limit });
+                    return Err(limit.exceeded());
                 }
                 hasher.update(&chunk);
                 if head.len() < SNIFF_BYTES {
@@ -190,6 +273,14 @@ impl Files {
             .map(str::to_owned)
             .or_else(|| details.declared_type.clone())
             .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let allowed = &self.settings.allowed_content_types;
+        if !allowed.is_empty()
+            && !allowed
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&content_type))
+        {
+            return Err(FilesError::UnsupportedType(content_type));
+        }
         let size = i64::try_from(content.size).map_err(|_| FilesError::TooLarge {
             limit: i64::MAX as u64,
         })?;

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// 413: a body or value over its configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: content of a type not accepted.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -85,6 +89,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -135,7 +140,10 @@ impl From<FilesError> for ApiError {
     fn from(error: FilesError) -> Self {
         match error {
             FilesError::Store(store) => store.into(),
-            FilesError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
+            FilesError::TooLarge { .. } | FilesError::OverQuota { .. } => {
+                ApiError::PayloadTooLarge(error.to_string())
+            }
+            FilesError::UnsupportedType(_) => ApiError::UnsupportedMediaType(error.to_string()),
             FilesError::Invalid { code, message } => ApiError::BadRequest { code, message },
             FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
         }

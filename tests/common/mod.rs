@@ -96,6 +96,37 @@ impl TestApp {
         request.json(body).send().await.expect("request sent")
     }
 
+    /// A raw-body upload with the test's key and the given query.
+    pub async fn upload<B: Into<reqwest::Body>>(
+        &self,
+        query: &[(&str, &str)],
+        body: B,
+    ) -> reqwest::Response {
+        let request = self
+            .http
+            .post(self.url("/files/upload"))
+            .bearer_auth(&self.key);
+        request
+            .query(query)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// How many file rows the tenant has, pending ones included.
+    pub async fn file_rows(&self) -> i64 {
+        let client = postgres(&std::env::var("DATABASE_URL").expect("stack env")).await;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM file_metadata WHERE tenant_id = $1",
+                &[&self.tenant.as_str()],
+            )
+            .await
+            .expect("count query");
+        row.get(0)
+    }
+
     /// A key of this tenant with only `scopes`.
     pub async fn key_with(&self, scopes: &[Scope]) -> String {
         self.state
@@ -118,6 +149,16 @@ pub async fn postgres(url: &str) -> tokio_postgres::Client {
         .expect("the stack's Postgres answers");
     tokio::spawn(connection);
     client
+}
+
+/// References the gateway holds on a CID's content.
+pub async fn ref_count(cid: &str) -> i64 {
+    let client = postgres(&std::env::var("DATABASE_URL").expect("stack env")).await;
+    let row = client
+        .query_one("SELECT ref_count FROM ipfs_blobs WHERE cid = $1", &[&cid])
+        .await
+        .expect("the CID has a blob row");
+    row.get(0)
 }
 
 /// Runs `scripts/stack ARGS`, failing the test if it fails.

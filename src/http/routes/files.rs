@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::auth::{Principal, Scope};
 use crate::files::{
     requested_range, ContentId, Files, FilesError, RangeError, ReceivedContent, UploadDetails,
+    UploadLimit,
 };
 use crate::http::error::ApiError;
 use crate::http::resource;
@@ -42,6 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     name: Option<String>,
+    /// `pinned`: answer once `replication_min` peers hold the pin.
+    wait: Option<String>,
     owner: Option<String>,
     replication_min: Option<i32>,
     replication_max: Option<i32>,
@@ -68,6 +71,16 @@ async fn upload(
     principal.require(Scope::FilesWrite)?;
     let files = &state.files;
     let query = query.into_inner();
+    let wait_for_pin = match query.wait.as_deref() {
+        None => false,
+        Some("pinned") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_wait",
+                format!("wait={other:?} is not known; the only value is wait=pinned"),
+            ))
+        }
+    };
     let mut fields = UploadFields {
         name: query.name,
         owner: query.owner,
@@ -75,13 +88,14 @@ async fn upload(
         replication_max: query.replication_max,
         ..UploadFields::default()
     };
+    let limit = files.upload_limit(&principal.tenant).await?;
     let pending = files.begin(&principal.tenant).await?;
     let outcome: Result<FileRow, FilesError> = async {
         let content = if is_multipart(&req) {
-            receive_form(files, &req, payload, &mut fields).await?
+            receive_form(files, &limit, &req, payload, &mut fields).await?
         } else {
             fields.declared_type = declared_type(req.headers().get(header::CONTENT_TYPE));
-            files.receive(payload).await?
+            files.receive(&limit, payload).await?
         };
         let details = upload_details(files, fields)?;
         files.commit(&pending, &content, &details).await
@@ -95,8 +109,19 @@ async fn upload(
         }
     };
     let cid = ContentId::parse(&row.cid).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let pin = files.pin_status(&cid).await.ok();
-    Ok(HttpResponse::Created()
+    let (mut row, mut status) = (row, StatusCode::CREATED);
+    let pin = if wait_for_pin {
+        let (pin, reached) = files.wait_until_pinned(&cid, row.replication_min).await?;
+        if reached {
+            row.pin_state = "pinned".to_owned();
+        } else {
+            status = StatusCode::ACCEPTED;
+        }
+        Some(pin)
+    } else {
+        files.pin_status(&cid).await.ok()
+    };
+    Ok(HttpResponse::build(status)
         .insert_header((header::LOCATION, format!("/files/{}", row.cid)))
         .json(file_json(&row, &state, pin.as_ref())))
 }
@@ -122,6 +147,7 @@ fn declared_type(value: Option<&HeaderValue>) -> Option<String> {
 /// text fields before or after it.
 async fn receive_form(
     files: &Files,
+    limit: &UploadLimit,
     req: &HttpRequest,
     payload: web::Payload,
     fields: &mut UploadFields,
@@ -151,7 +177,7 @@ async fn receive_form(
                         .map(str::to_owned);
                 }
                 fields.declared_type = field.content_type().map(|m| m.essence_str().to_owned());
-                content = Some(files.receive(&mut field).await?);
+                content = Some(files.receive(limit, &mut field).await?);
             }
             "name" => fields.name = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
             "owner" => fields.owner = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),

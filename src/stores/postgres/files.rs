@@ -370,6 +370,64 @@ impl Postgres {
         Ok(true)
     }
 
+    /// Bytes of the tenant's committed files.
+    pub async fn tenant_usage(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        self.guard
+            .run("tenant_usage", async {
+                let client = self.client().await?;
+                let row = client
+                    .query_one(
+                        "SELECT coalesce(sum(size_bytes), 0)::bigint FROM file_metadata \
+                         WHERE tenant_id = $1 AND state = 'committed'",
+                        &[&tenant_id],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            })
+            .await
+    }
+
+    /// Removes uploads pending for longer than `expiry`; returns how many.
+    pub async fn delete_stale_pending_files(
+        &self,
+        expiry: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let seconds = expiry.as_secs_f64();
+        self.guard
+            .run("delete_stale_pending_files", async {
+                let client = self.client().await?;
+                client
+                    .execute(
+                        "DELETE FROM file_metadata WHERE state = 'writing' \
+                         AND created_at < now() - make_interval(secs => $1)",
+                        &[&seconds],
+                    )
+                    .await
+                    .map_err(query_error)
+            })
+            .await
+    }
+
+    /// CIDs whose pin is not yet known to be pinned, least recently checked
+    /// first, with their replication minimum.
+    pub async fn unsettled_pins(&self, limit: i64) -> Result<Vec<(String, i32)>, StoreError> {
+        self.guard
+            .run("unsettled_pins", async {
+                let client = self.client().await?;
+                let rows = client
+                    .query(
+                        "SELECT cid, replication_min FROM ipfs_blobs WHERE pin_state <> 'pinned' \
+                         ORDER BY updated_at LIMIT $1",
+                        &[&limit],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
+            .await
+    }
+
     /// Records what the Cluster last said of a CID's pin.
     pub async fn set_pin_state(&self, cid: &str, pin_state: &str) -> Result<(), StoreError> {
         self.guard
@@ -377,8 +435,7 @@ impl Postgres {
                 let client = self.client().await?;
                 client
                     .execute(
-                        "UPDATE ipfs_blobs SET pin_state = $2, updated_at = now() \
-                         WHERE cid = $1 AND pin_state <> $2",
+                        "UPDATE ipfs_blobs SET pin_state = $2, updated_at = now() WHERE cid = $1",
                         &[&cid, &pin_state],
                     )
                     .await
