@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -7,6 +7,7 @@ use actix_web::dev::Server;
 use actix_web::{web, HttpServer};
 use serde::Serialize;
 
+use crate::analytics::Analytics;
 use crate::auth::ApiKeys;
 use crate::config::Settings;
 use crate::files::Files;
@@ -22,6 +23,7 @@ pub struct AppState {
     pub stores: Stores,
     pub api_keys: ApiKeys,
     pub files: Files,
+    pub analytics: Analytics,
     pub metrics: Arc<Metrics>,
 }
 
@@ -77,6 +79,7 @@ impl Application {
             settings: Arc::new(settings.clone()),
             api_keys: ApiKeys::new(stores.postgres.clone()),
             files: Files::new(stores.clone(), settings.files.clone(), metrics.clone()),
+            analytics: Analytics::new(stores.clickhouse.clone()),
             stores,
             metrics,
         };

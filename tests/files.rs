@@ -666,3 +666,56 @@ async fn the_reconciler_rolls_back_stale_uploads_and_settles_pins() {
         .unwrap();
     assert!(metrics.contains("gateway_file_reconciler_actions_total{action=\"abandoned_upload\"}"));
 }
+
+/// Events of `table` for this tenant and CID, as ClickHouse counts them.
+async fn events(table: &str, app: &TestApp, cid: &str) -> u64 {
+    let client = clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_HOST").unwrap())
+        .with_database(std::env::var("CLICKHOUSE_DB").unwrap())
+        .with_validation(false);
+    client
+        .query(&format!(
+            "SELECT count() FROM {table} WHERE tenant_id = ? AND cid = ?"
+        ))
+        .bind(app.tenant.as_str())
+        .bind(cid)
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn uploads_and_downloads_are_recorded_in_analytics() {
+    let app = spawn_app().await;
+    let cid = uploaded_cid(&app, "counted.bin", unique_content(2_000)).await;
+    let response = download(&app, &cid).await;
+    assert_eq!(response.bytes().await.unwrap().len(), 2_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events("file_uploads", &app, &cid).await < 1
+        || events("file_downloads", &app, &cid).await < 1
+    {
+        assert!(Instant::now() < deadline, "events not recorded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upload_racing_the_last_delete_keeps_its_pin() {
+    let alice = spawn_app().await;
+    let bob = spawn_app().await;
+    for _ in 0..5 {
+        let body = unique_content(5_000);
+        let cid = uploaded_cid(&alice, "race.bin", body.clone()).await;
+        let path = format!("/files/{cid}");
+        let (deleted, uploaded) =
+            tokio::join!(alice.delete(&path), upload_raw(&bob, "race.bin", body));
+        assert_eq!(deleted.status(), 204);
+        assert_eq!(uploaded.status(), 201);
+        assert_eq!(ref_count(&cid).await, 1);
+        assert!(
+            cluster_pinned_peers(&cid).await.is_some(),
+            "the surviving file lost its pin"
+        );
+        assert_eq!(bob.delete(&path).await.status(), 204);
+    }
+}

@@ -108,6 +108,7 @@ async fn upload(
             return Err(error.into());
         }
     };
+    state.analytics.file_uploaded(&row);
     let cid = ContentId::parse(&row.cid).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (mut row, mut status) = (row, StatusCode::CREATED);
     let pin = if wait_for_pin {
@@ -499,6 +500,9 @@ async fn download(
             >()));
     }
     let content = state.files.content(&file, range).await?;
+    state
+        .analytics
+        .file_downloaded(&principal.tenant, &file.cid, length, range.is_some());
     Ok(response.no_chunking(length).streaming(content))
 }
 

@@ -1,7 +1,9 @@
 //! ClickHouse, through its HTTP interface, and the analytics schema.
 
+mod events;
 mod schema;
 
+pub use events::{FileDownloadRow, FileUploadRow};
 pub use schema::SchemaReport;
 
 use std::sync::Arc;

@@ -1,0 +1,56 @@
+//! Rows of the event tables, and their insertion.
+
+use clickhouse::Row;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{clickhouse_error, ClickHouse};
+use crate::stores::StoreError;
+
+/// A row of `file_uploads`. Times are Unix seconds, as `DateTime` is stored.
+#[derive(Debug, Clone, Row, Serialize)]
+pub struct FileUploadRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub cid: String,
+    pub size_bytes: u64,
+    pub content_type: String,
+    pub timestamp: u32,
+}
+
+/// A row of `file_downloads`.
+#[derive(Debug, Clone, Row, Serialize)]
+pub struct FileDownloadRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    pub tenant_id: String,
+    pub cid: String,
+    pub bytes_sent: u64,
+    pub partial: u8,
+    pub timestamp: u32,
+}
+
+impl ClickHouse {
+    /// Inserts `rows` into `table` in one RowBinary insert.
+    pub async fn insert_rows<T>(&self, table: &'static str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: Row + Serialize,
+        for<'a> T: Row<Value<'a> = T>,
+    {
+        self.guard
+            .run("insert", async {
+                let mut insert = self
+                    .client
+                    .insert::<T>(table)
+                    .await
+                    .map_err(clickhouse_error)?;
+                for row in rows {
+                    insert.write(row).await.map_err(clickhouse_error)?;
+                }
+                insert.end().await.map_err(clickhouse_error)
+            })
+            .await
+    }
+}
