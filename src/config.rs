@@ -36,6 +36,7 @@ const TEXT_KEYS: &[&str] = &[
     "clickhouse.database",
     "kubo.host",
     "kubo.gateway_url",
+    "kubo.content_url",
     "cluster.url",
 ];
 
@@ -177,6 +178,8 @@ pub struct KuboSettings {
     pub port: u16,
     /// Public gateway base URL for links handed to clients.
     pub gateway_url: String,
+    /// The node's own HTTP gateway, read for downloads.
+    pub content_url: String,
     /// Bound on each non-streaming RPC call, in milliseconds.
     pub timeout_ms: u64,
     /// Bound on one whole content transfer (an add), in seconds.
@@ -252,6 +255,7 @@ impl Settings {
         for (key, value) in [
             ("clickhouse.url", &self.clickhouse.url),
             ("kubo.gateway_url", &self.kubo.gateway_url),
+            ("kubo.content_url", &self.kubo.content_url),
             ("cluster.url", &self.cluster.url),
         ] {
             check_http_url(key, value)?;

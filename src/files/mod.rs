@@ -29,6 +29,10 @@ const SNIFF_BYTES: usize = 512;
 /// Chunks in flight between the request body and Kubo: bounded, so a slow
 /// Kubo slows the client down instead of filling memory.
 const CHUNKS_IN_FLIGHT: usize = 8;
+/// Request bodies arrive in small pieces; they go to Kubo gathered into
+/// pieces of this size, so Kubo parses few large chunks. With
+/// `CHUNKS_IN_FLIGHT` it bounds an upload's buffers to a few MiB.
+const FORWARD_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -213,6 +217,7 @@ impl Files {
             let mut hasher = Sha256::new();
             let mut size: u64 = 0;
             let mut head = Vec::with_capacity(SNIFF_BYTES);
+            let mut gathered = bytes::BytesMut::with_capacity(FORWARD_BYTES);
             let mut body = std::pin::pin!(body);
             while let Some(chunk) = body.next().await {
                 let chunk = match chunk {
@@ -237,10 +242,17 @@ impl Files {
                     let take = (SNIFF_BYTES - head.len()).min(chunk.len());
                     head.extend_from_slice(&chunk[..take]);
                 }
-                if sender.send(Ok(chunk)).await.is_err() {
-                    // Kubo stopped reading; its own error says why.
-                    return Ok(None);
+                gathered.extend_from_slice(&chunk);
+                if gathered.len() >= FORWARD_BYTES {
+                    let piece = gathered.split().freeze();
+                    if sender.send(Ok(piece)).await.is_err() {
+                        // Kubo stopped reading; its own error says why.
+                        return Ok(None);
+                    }
                 }
+            }
+            if !gathered.is_empty() && sender.send(Ok(gathered.freeze())).await.is_err() {
+                return Ok(None);
             }
             Ok(Some((size, hasher.finalize().into(), head)))
         };
@@ -347,11 +359,8 @@ impl Files {
         file: &FileRow,
         range: Option<ByteRange>,
     ) -> Result<ContentStream, FilesError> {
-        let (offset, length) = match range {
-            Some(range) => (range.start, Some(range.len())),
-            None => (0, None),
-        };
-        Ok(self.stores.kubo.cat(&file.cid, offset, length).await?)
+        let range = range.map(|r| (r.start, r.end));
+        Ok(self.stores.kubo.read(&file.cid, range).await?)
     }
 
     /// Removes the tenant's file; the Cluster unpins when no file is left on the CID.

@@ -19,6 +19,8 @@ pub struct Kubo {
     /// Bound on a whole content transfer (an add or a cat), which can be
     /// long for large files, unlike the per-call bound of `guard`.
     transfer_timeout: Duration,
+    /// Base URL of the node's HTTP gateway, read for downloads.
+    content: String,
 }
 
 /// Largest block, in bytes, stored inside its own CID.
@@ -71,6 +73,7 @@ impl Kubo {
             rpc: format!("{}/api/v0", settings.rpc_url()),
             guard: CallGuard::new(StoreKind::Kubo, settings.timeout(), metrics),
             transfer_timeout: settings.transfer_timeout(),
+            content: settings.content_url.trim_end_matches('/').to_owned(),
         })
     }
 
@@ -126,28 +129,25 @@ impl Kubo {
             .await
     }
 
-    /// Streams `length` bytes (all when `None`) of `cid` from `offset`.
-    /// Kubo seeks to the offset, so a range of a large file reads only that range.
-    pub async fn cat(
+    /// Streams the bytes of `cid` in `range` (inclusive; all when `None`)
+    /// from this node's HTTP gateway, which reads only the blocks the range
+    /// covers, several times faster than the RPC's `cat`.
+    pub async fn read(
         &self,
         cid: &str,
-        offset: u64,
-        length: Option<u64>,
+        range: Option<(u64, u64)>,
     ) -> Result<ContentStream, StoreError> {
-        let offset = offset.to_string();
-        let length = length.map(|l| l.to_string());
-        let mut query = vec![("arg", cid), ("offset", offset.as_str())];
-        if let Some(length) = length.as_deref() {
-            query.push(("length", length));
+        let mut request = self.http.get(format!("{}/ipfs/{cid}", self.content));
+        if let Some((start, end)) = range {
+            request = request.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
-        let request = self.http.post(format!("{}/cat", self.rpc)).query(&query);
         // Only the wait for the response head is bounded here; the body
         // streams for as long as the client reads it.
         let response = self
             .guard
-            .run("cat", async {
+            .run("read", async {
                 let response = request.send().await.map_err(transport_error)?;
-                checked(response, "cat").await
+                checked(response, "read").await
             })
             .await?;
         Ok(Box::pin(response.bytes_stream().map_err(transport_error)))
