@@ -15,6 +15,8 @@ impl ByteRange {
         self.end - self.start + 1
     }
 
+    /// A range always holds at least one byte: `requested_range` never
+    /// yields an empty one.
     pub fn is_empty(&self) -> bool {
         false
     }

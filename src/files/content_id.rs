@@ -14,7 +14,8 @@ pub struct InvalidCid(pub String);
 impl ContentId {
     pub fn parse(raw: &str) -> Result<Self, InvalidCid> {
         if raw.len() > 512 {
-            return Err(InvalidCid(format!("{}...", &raw[..32])));
+            let start: String = raw.chars().take(32).collect();
+            return Err(InvalidCid(format!("{start}...")));
         }
         let cid = cid::Cid::try_from(raw).map_err(|_| InvalidCid(raw.to_owned()))?;
         let v1 = if cid.version() == cid::Version::V0 {
@@ -51,7 +52,14 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        for bad in ["", "hello", "bafy", "../etc/passwd", &"b".repeat(600)] {
+        for bad in [
+            "",
+            "hello",
+            "bafy",
+            "../etc/passwd",
+            &"b".repeat(600),
+            &"é".repeat(300),
+        ] {
             assert!(ContentId::parse(bad).is_err(), "{bad:?}");
         }
     }
