@@ -655,15 +655,7 @@ async fn the_reconciler_rolls_back_stale_uploads_and_settles_pins() {
     assert_eq!(pending, 0);
     let meta = json(app.get(&format!("/files/{cid}")).await).await;
     assert_eq!(meta["pin"]["status"], "pinned", "{meta}");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("gateway_file_reconciler_actions_total{action=\"abandoned_upload\"}"));
 }
 

@@ -42,15 +42,7 @@ async fn metrics_label_requests_by_route_template() {
     let raw_id = "f00dfeedf00dfeed";
     let response = app.delete(&format!("/admin/keys/{raw_id}")).await;
     assert_eq!(response.status(), 404);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains(r#"gateway_http_requests_total{method="DELETE",route="/admin/keys/{id}",status="404"} 1"#),
         "{text}"

@@ -127,6 +127,17 @@ impl TestApp {
         row.get(0)
     }
 
+    /// The gateway's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent");
+        response.text().await.expect("a text body")
+    }
+
     /// A key of this tenant with only `scopes`.
     pub async fn key_with(&self, scopes: &[Scope]) -> String {
         self.state
