@@ -149,9 +149,13 @@ async fn assert_unavailable(response: reqwest::Response, backend: &str) {
 async fn an_upload_with_kubo_down_is_503_and_writes_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = spawn_app().await;
+    let stored = upload_when_accepted(&app, "stored before kubo went away").await;
+    let cid = json(stored).await["cid"].as_str().unwrap().to_owned();
     with_service_stopped("kubo1", || async {
         assert_unavailable(upload(&app, "kubo is away").await, "kubo").await;
-        assert_eq!(app.file_rows().await, 0);
+        assert_eq!(app.file_rows().await, 1, "only the earlier file remains");
+        let download = app.get(&format!("/files/{cid}/download")).await;
+        assert_unavailable(download, "kubo").await;
     })
     .await;
     wait_until_ready(&app).await;
@@ -198,4 +202,21 @@ async fn downloads_with_postgres_down_are_503_not_404() {
         app.get(&format!("/files/{cid}/download")).await.status(),
         200
     );
+}
+
+#[tokio::test]
+async fn files_keep_working_with_clickhouse_down() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    with_service_stopped("clickhouse", || async {
+        // Analytics events are recorded on the side: losing one never fails the request.
+        let response = upload_when_accepted(&app, "no analytics right now").await;
+        assert_eq!(response.status(), 201);
+        let cid = json(response).await["cid"].as_str().unwrap().to_owned();
+        let download = app.get(&format!("/files/{cid}/download")).await;
+        assert_eq!(download.status(), 200);
+        assert_eq!(download.text().await.unwrap(), "no analytics right now");
+    })
+    .await;
+    wait_until_ready(&app).await;
 }
