@@ -27,6 +27,8 @@ REDIS_PORT=$(port 26379)
 CLICKHOUSE_HTTP_PORT=$(port 28123)
 CLICKHOUSE_TCP_PORT=$(port 29000)
 CLICKHOUSE_INTERSERVER_PORT=$(port 29009)
+# The local IPFS nodes: Kubo node i and Cluster peer i run side by side.
+NODES=(1 2 3)
 # Kubo node i (1..3): RPC API, HTTP gateway, swarm.
 kubo_api_port() { port $((25000 + $1)); }
 kubo_gateway_port() { port $((28079 + $1)); }
