@@ -133,7 +133,7 @@ fn list_suffix(names: &[String]) -> String {
 async fn keys(settings: Settings, command: KeysCommand) -> Result<(), String> {
     let stores = Stores::new(&settings, Metrics::new()).map_err(|e| e.to_string())?;
     stores.postgres.migrate().await.map_err(|e| e.to_string())?;
-    let api_keys = ApiKeys::new(stores.postgres.clone());
+    let api_keys = ApiKeys::new(stores.postgres.clone(), &settings.auth);
     match command {
         KeysCommand::Create {
             tenant,

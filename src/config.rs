@@ -1,5 +1,6 @@
 //! Settings: built-in defaults, then an optional file, then the environment.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
     ("PORT", "server.port"),
     ("DATABASE_URL", "postgres.url"),
     ("REDIS_URL", "redis.url"),
+    ("REDIS_CLUSTER_NODES", "redis.cluster_nodes"),
     ("CLICKHOUSE_HOST", "clickhouse.url"),
     ("CLICKHOUSE_USER", "clickhouse.user"),
     ("CLICKHOUSE_PASSWORD", "clickhouse.password"),
@@ -30,6 +32,8 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
 const TEXT_KEYS: &[&str] = &[
     "postgres.url",
     "redis.url",
+    "redis.cluster_nodes",
+    "redis.cluster_nodes",
     "clickhouse.url",
     "clickhouse.user",
     "clickhouse.password",
@@ -68,6 +72,112 @@ pub struct Settings {
     pub kubo: KuboSettings,
     pub cluster: ClusterSettings,
     pub files: FilesSettings,
+    pub auth: AuthSettings,
+    pub sessions: SessionSettings,
+    pub rate_limit: RateLimitSettings,
+    pub cache: CacheSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// How long a verified key is trusted without asking Postgres again, in
+    /// milliseconds; revoking through another gateway takes up to this long
+    /// to reach this one. 0 asks Postgres on every request.
+    pub key_cache_ttl_ms: u64,
+    /// Most keys remembered at once.
+    pub key_cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Idle expiry when a create names none, and the longest allowed, in seconds.
+    pub default_idle_ttl_secs: u64,
+    pub max_idle_ttl_secs: u64,
+    /// Absolute lifetime: no session outlives it, however often it is read.
+    pub absolute_ttl_secs: u64,
+    /// Whether reading a session extends its idle expiry when the request
+    /// does not say (`slide=true|false`).
+    pub sliding: bool,
+    /// Largest `data` object, in bytes of JSON.
+    pub max_data_bytes: usize,
+    /// Longest user id, in bytes.
+    pub max_user_id_bytes: usize,
+    /// Live sessions a user may hold; creating one more ends the one
+    /// closest to expiry.
+    pub max_sessions_per_user: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Expiry when a set names none, and the longest allowed, in seconds.
+    pub default_ttl_secs: u64,
+    pub max_ttl_secs: u64,
+    /// Longest key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes of JSON.
+    pub max_value_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Bound on each check, in milliseconds: past it the policy's
+    /// `on_redis_down` decides.
+    pub timeout_ms: u64,
+    /// Policy of `POST /rate-limit/check` and the status endpoint when the
+    /// request names none.
+    pub default_policy: String,
+    /// Policy applied to every authenticated request, per API key; empty
+    /// turns that off.
+    pub gateway_policy: String,
+    /// Longest key a caller may rate limit on, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest cost of one check.
+    pub max_cost: u64,
+    pub policies: BTreeMap<String, PolicySettings>,
+    /// Per tenant, policies that replace the ones of the same name.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, BTreeMap<String, PolicySettings>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Checked and consumed together: a request passes only if every limit
+    /// allows it.
+    pub limits: Vec<LimitSettings>,
+    /// Evaluated and counted, never denies.
+    #[serde(default)]
+    pub shadow: bool,
+    /// What a check answers when Redis is down or slow.
+    #[serde(default)]
+    pub on_redis_down: RedisDownMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Shown in headers and in the body of a denial.
+    pub name: String,
+    /// Requests (units of cost) per window.
+    pub limit: u64,
+    /// Window length, such as "30s", "5m", "1day".
+    pub window: String,
+    /// Most requests allowed at once; the limit when absent.
+    pub burst: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisDownMode {
+    /// Allow, and count it.
+    #[default]
+    Open,
+    /// Answer 503.
+    Closed,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +260,9 @@ pub struct PostgresSettings {
 pub struct RedisSettings {
     /// Connection URL, secret because it may carry a password.
     pub url: SecretString,
+    /// Comma-separated node URLs of a Redis Cluster; when set, `url` is not
+    /// used.
+    pub cluster_nodes: SecretString,
     /// Bound on connect and each command, in milliseconds.
     pub timeout_ms: u64,
 }
@@ -245,12 +358,19 @@ impl Settings {
             .expose_secret()
             .parse::<tokio_postgres::Config>()
             .map_err(|e| ConfigError::new("postgres.url", e.to_string()))?;
-        let redis_url = self.redis.url.expose_secret();
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(ConfigError::new(
-                "redis.url",
-                "must start with redis:// or rediss://",
-            ));
+        let redis_url = self.redis.url.expose_secret().to_owned();
+        for (key, url) in std::iter::once(("redis.url", redis_url)).chain(
+            self.redis
+                .cluster_node_urls()
+                .into_iter()
+                .map(|url| ("redis.cluster_nodes", url)),
+        ) {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::new(
+                    key,
+                    "must start with redis:// or rediss://",
+                ));
+            }
         }
         for (key, value) in [
             ("clickhouse.url", &self.clickhouse.url),
@@ -300,6 +420,9 @@ impl Settings {
                 "needs 1 <= list_default_limit <= list_max_limit",
             ));
         }
+        self.validate_sessions_and_cache()?;
+        crate::rate_limit::Policies::from_settings(&self.rate_limit)
+            .map_err(|(key, problem)| ConfigError::new(&key, problem))?;
         if self.postgres.pool_size == 0 {
             return Err(ConfigError::new("postgres.pool_size", "must be at least 1"));
         }
@@ -309,12 +432,64 @@ impl Settings {
             ("clickhouse.timeout_ms", self.clickhouse.timeout_ms),
             ("kubo.timeout_ms", self.kubo.timeout_ms),
             ("cluster.timeout_ms", self.cluster.timeout_ms),
+            ("rate_limit.timeout_ms", self.rate_limit.timeout_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be greater than 0"));
             }
         }
         Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_sessions_and_cache(&self) -> Result<(), ConfigError> {
+        let sessions = &self.sessions;
+        if sessions.default_idle_ttl_secs == 0
+            || sessions.max_idle_ttl_secs < sessions.default_idle_ttl_secs
+        {
+            return Err(ConfigError::new(
+                "sessions.default_idle_ttl_secs",
+                "needs 1 <= default_idle_ttl_secs <= max_idle_ttl_secs",
+            ));
+        }
+        if sessions.absolute_ttl_secs < sessions.max_idle_ttl_secs {
+            return Err(ConfigError::new(
+                "sessions.absolute_ttl_secs",
+                "must be at least sessions.max_idle_ttl_secs",
+            ));
+        }
+        if sessions.max_sessions_per_user == 0 {
+            return Err(ConfigError::new(
+                "sessions.max_sessions_per_user",
+                "must be at least 1",
+            ));
+        }
+        let cache = &self.cache;
+        if cache.default_ttl_secs == 0 || cache.max_ttl_secs < cache.default_ttl_secs {
+            return Err(ConfigError::new(
+                "cache.default_ttl_secs",
+                "needs 1 <= default_ttl_secs <= max_ttl_secs",
+            ));
+        }
+        for (key, value) in [
+            ("sessions.max_data_bytes", sessions.max_data_bytes),
+            ("sessions.max_user_id_bytes", sessions.max_user_id_bytes),
+            ("cache.max_key_bytes", cache.max_key_bytes),
+            ("cache.max_value_bytes", cache.max_value_bytes),
+            ("rate_limit.max_key_bytes", self.rate_limit.max_key_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RateLimitSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
     }
 }
 
@@ -365,6 +540,16 @@ impl PostgresSettings {
 }
 
 impl RedisSettings {
+    pub fn cluster_node_urls(&self) -> Vec<String> {
+        self.cluster_nodes
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }

@@ -5,11 +5,14 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod files;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
+pub mod sessions;
 pub mod startup;
 pub mod stores;
 pub mod telemetry;

@@ -24,6 +24,15 @@ const STORE_CALL_DURATION_HELP: &str =
 pub const FILE_RECONCILER_ACTIONS_TOTAL: &str = "gateway_file_reconciler_actions_total";
 const FILE_RECONCILER_ACTIONS_HELP: &str = "What the file reconciler did: abandoned_upload (a stale pending upload removed), pin_pinned, pin_error (a pin state refreshed from the Cluster).";
 
+pub const RATE_LIMIT_DECISIONS_TOTAL: &str = "gateway_rate_limit_decisions_total";
+const RATE_LIMIT_DECISIONS_HELP: &str = "Rate-limit checks, by policy and outcome: allowed, denied, shadow_denied (a shadow policy would have denied), unchecked (Redis unavailable, policy fails open).";
+
+pub const SESSION_EVENTS_TOTAL: &str = "gateway_session_events_total";
+const SESSION_EVENTS_HELP: &str = "Session operations seen by the gateway: created, read, missed (unknown or expired id), updated, rotated, revoked, evicted (ended to keep a user within the per-user cap).";
+
+pub const CACHE_OPERATIONS_TOTAL: &str = "gateway_cache_operations_total";
+const CACHE_OPERATIONS_HELP: &str = "Cache operations by operation and outcome: get hit or miss (a miss includes values expired by TTL, which Redis does not report), set stored, delete deleted or miss.";
+
 /// Route label for requests that matched no route, so unknown paths cannot
 /// blow up the label set.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -41,6 +50,9 @@ pub struct Metrics {
     pub store_calls: IntCounterVec,
     pub store_duration: HistogramVec,
     pub reconciler_actions: IntCounterVec,
+    pub rate_limit_decisions: IntCounterVec,
+    pub session_events: IntCounterVec,
+    pub cache_operations: IntCounterVec,
 }
 
 impl Metrics {
@@ -73,12 +85,29 @@ impl Metrics {
             &["action"],
         )
         .expect("metric definition is valid");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid")
+        };
+        let rate_limit_decisions = counter(
+            RATE_LIMIT_DECISIONS_TOTAL,
+            RATE_LIMIT_DECISIONS_HELP,
+            &["policy", "outcome"],
+        );
+        let session_events = counter(SESSION_EVENTS_TOTAL, SESSION_EVENTS_HELP, &["event"]);
+        let cache_operations = counter(
+            CACHE_OPERATIONS_TOTAL,
+            CACHE_OPERATIONS_HELP,
+            &["operation", "outcome"],
+        );
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(store_calls.clone()),
             Box::new(store_duration.clone()),
             Box::new(reconciler_actions.clone()),
+            Box::new(rate_limit_decisions.clone()),
+            Box::new(session_events.clone()),
+            Box::new(cache_operations.clone()),
         ] {
             registry
                 .register(collector)
@@ -91,6 +120,9 @@ impl Metrics {
             store_calls,
             store_duration,
             reconciler_actions,
+            rate_limit_decisions,
+            session_events,
+            cache_operations,
         })
     }
 

@@ -9,10 +9,13 @@ use serde::Serialize;
 
 use crate::analytics::Analytics;
 use crate::auth::ApiKeys;
+use crate::cache::Cache;
 use crate::config::Settings;
 use crate::files::Files;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::rate_limit::{RateLimitError, RateLimiter};
+use crate::sessions::Sessions;
 use crate::stores::clickhouse::SchemaReport;
 use crate::stores::{StoreError, Stores};
 
@@ -24,6 +27,9 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub files: Files,
     pub analytics: Analytics,
+    pub sessions: Sessions,
+    pub rate_limiter: RateLimiter,
+    pub cache: Cache,
     pub metrics: Arc<Metrics>,
 }
 
@@ -31,6 +37,8 @@ pub struct AppState {
 pub enum StartupError {
     #[error("cannot prepare the stores: {0}")]
     Store(#[from] StoreError),
+    #[error("invalid rate-limit policies: {0}")]
+    RateLimit(#[from] RateLimitError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -77,9 +85,16 @@ impl Application {
         );
         let state = AppState {
             settings: Arc::new(settings.clone()),
-            api_keys: ApiKeys::new(stores.postgres.clone()),
+            api_keys: ApiKeys::new(stores.postgres.clone(), &settings.auth),
             files: Files::new(stores.clone(), settings.files.clone(), metrics.clone()),
             analytics: Analytics::new(stores.clickhouse.clone()),
+            sessions: Sessions::new(stores.redis.clone(), &settings.sessions, metrics.clone()),
+            rate_limiter: RateLimiter::new(
+                stores.redis.clone(),
+                &settings.rate_limit,
+                metrics.clone(),
+            )?,
+            cache: Cache::new(stores.redis.clone(), &settings.cache, metrics.clone()),
             stores,
             metrics,
         };

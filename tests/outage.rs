@@ -220,3 +220,95 @@ async fn files_keep_working_with_clickhouse_down() {
     .await;
     wait_until_ready(&app).await;
 }
+
+/// Answers of the Redis-backed endpoints while Redis is stopped: each comes
+/// back at once, well within this bound, rather than hanging.
+const NO_HANG: Duration = Duration::from_secs(10);
+
+async fn within_bound(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let started = Instant::now();
+    let response = request.send().await.expect("an answer");
+    assert!(started.elapsed() < NO_HANG, "took {:?}", started.elapsed());
+    response
+}
+
+#[tokio::test]
+async fn redis_down_fails_each_policy_its_own_way_and_recovers() {
+    use storage_gateway::config::{LimitSettings, PolicySettings, RedisDownMode};
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = common::stack_settings();
+    for (name, on_redis_down) in [
+        ("open", RedisDownMode::Open),
+        ("closed", RedisDownMode::Closed),
+    ] {
+        settings.rate_limit.policies.insert(
+            name.into(),
+            PolicySettings {
+                limits: vec![LimitSettings {
+                    name: "m".into(),
+                    limit: 100,
+                    window: "1m".into(),
+                    burst: None,
+                }],
+                shadow: false,
+                on_redis_down,
+            },
+        );
+    }
+    let app = common::spawn_app_with(settings).await;
+    let check = |policy: &str| {
+        app.request(reqwest::Method::POST, "/rate-limit/check")
+            .json(&serde_json::json!({"key": "u", "policy": policy}))
+    };
+    let created = app
+        .post_json("/session/create", &serde_json::json!({"user_id": "u"}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let session = json(created).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    with_service_stopped("redis", || async {
+        let read =
+            within_bound(app.request(reqwest::Method::GET, &format!("/session/{session}"))).await;
+        assert_unavailable(read, "redis").await;
+        let cached = within_bound(app.request(reqwest::Method::GET, "/cache/get/k")).await;
+        assert_unavailable(cached, "redis").await;
+        let set = within_bound(
+            app.request(reqwest::Method::POST, "/cache/set")
+                .json(&serde_json::json!({"key": "k", "value": 1})),
+        )
+        .await;
+        assert_unavailable(set, "redis").await;
+
+        // Fail closed: 503 naming Redis. Fail open: allowed, marked unchecked.
+        assert_unavailable(within_bound(check("closed")).await, "redis").await;
+        let open = within_bound(check("open")).await;
+        assert_eq!(open.status(), 200);
+        let open = json(open).await;
+        assert_eq!(
+            (open["allowed"].clone(), open["checked"].clone()),
+            (true.into(), false.into())
+        );
+        // The gateway's own per-key policy fails open too.
+        let whoami = within_bound(app.request(reqwest::Method::GET, "/auth/whoami")).await;
+        assert_eq!(whoami.status(), 200);
+    })
+    .await;
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(
+            "gateway_rate_limit_decisions_total{outcome=\"unchecked\",policy=\"open\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // Back without a restart of the gateway.
+    wait_until_ready(&app).await;
+    let created = app
+        .post_json("/session/create", &serde_json::json!({"user_id": "u"}))
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(check("closed").send().await.unwrap().status(), 200);
+}

@@ -24,6 +24,8 @@ port() { echo $(($1 + STACK_PORT_OFFSET)); }
 GATEWAY_PORT=$(port 4007)
 POSTGRES_PORT=$(port 25432)
 REDIS_PORT=$(port 26379)
+# The Redis Cluster's masters (1..3), beside the single Redis.
+redis_cluster_port() { port $((26380 + $1)); }
 CLICKHOUSE_HTTP_PORT=$(port 28123)
 CLICKHOUSE_TCP_PORT=$(port 29000)
 CLICKHOUSE_INTERSERVER_PORT=$(port 29009)

@@ -5,12 +5,17 @@
 //! secret has 256 random bits, so a fast hash suffices: there is nothing to
 //! guess that a slow hash would protect.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use super::key_cache::KeyCache;
 use super::{AuthError, Principal, Scope, TenantId};
+use crate::config::AuthSettings;
 use crate::stores::postgres::{ApiKeyRow, NewApiKeyRow, Postgres};
 use crate::stores::StoreError;
 
@@ -21,6 +26,7 @@ const SECRET_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct ApiKeys {
     postgres: Postgres,
+    verified: Arc<KeyCache>,
 }
 
 /// A key just made: the only time its plain text exists.
@@ -56,8 +62,14 @@ impl From<ApiKeyRow> for ApiKeyInfo {
 }
 
 impl ApiKeys {
-    pub fn new(postgres: Postgres) -> Self {
-        Self { postgres }
+    pub fn new(postgres: Postgres, settings: &AuthSettings) -> Self {
+        Self {
+            postgres,
+            verified: Arc::new(KeyCache::new(
+                Duration::from_millis(settings.key_cache_ttl_ms),
+                settings.key_cache_capacity,
+            )),
+        }
     }
 
     pub async fn create(
@@ -90,23 +102,31 @@ impl ApiKeys {
 
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
         let id = key_id(presented).ok_or(AuthError::InvalidKey)?;
+        let presented_hash = hash(presented);
+        if let Some((secret_hash, principal)) = self.verified.get(id) {
+            if bool::from(presented_hash.as_slice().ct_eq(&secret_hash)) {
+                return Ok(principal);
+            }
+        }
         let row = self
             .postgres
             .api_key(id)
             .await?
             .ok_or(AuthError::InvalidKey)?;
-        let matches: bool = hash(presented).as_slice().ct_eq(&row.secret_hash).into();
+        let matches: bool = presented_hash.as_slice().ct_eq(&row.secret_hash).into();
         if !matches || row.revoked_at.is_some() {
             return Err(AuthError::InvalidKey);
         }
         let tenant = TenantId::parse(&row.tenant_id).map_err(|_| AuthError::InvalidKey)?;
         // Scopes unknown to this build (written by a newer one) grant nothing.
         let scopes = row.scopes.iter().filter_map(|s| s.parse().ok()).collect();
-        Ok(Principal {
+        let principal = Principal {
             tenant,
             key_id: row.id,
             scopes,
-        })
+        };
+        self.verified.insert(id, row.secret_hash, principal.clone());
+        Ok(principal)
     }
 
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyInfo>, StoreError> {
@@ -116,9 +136,14 @@ impl ApiKeys {
 
     /// Revokes a live key; within `tenant` when given. False when no such live key.
     pub async fn revoke(&self, id: &str, tenant: Option<&TenantId>) -> Result<bool, StoreError> {
-        self.postgres
+        let revoked = self
+            .postgres
             .revoke_api_key(id, tenant.map(TenantId::as_str))
-            .await
+            .await?;
+        if revoked {
+            self.verified.forget(id);
+        }
+        Ok(revoked)
     }
 }
 

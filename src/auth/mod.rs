@@ -1,6 +1,7 @@
 //! Who is calling: API keys, the tenant they belong to and the scopes they carry.
 
 mod api_key;
+mod key_cache;
 mod scope;
 mod tenant;
 

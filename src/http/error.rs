@@ -5,8 +5,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use super::quota;
 use crate::auth::{AuthError, Scope};
+use crate::cache::CacheError;
 use crate::files::FilesError;
+use crate::rate_limit::{Decision, RateLimitError};
+use crate::sessions::SessionError;
 use crate::stores::{StoreError, StoreKind};
 
 /// Seconds a client is asked to wait before retrying after a 503.
@@ -32,9 +36,18 @@ pub enum ApiError {
     /// 413: a body or value over its configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 412: an `If-Match` precondition does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 415: content of a type not accepted.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 428: the request must carry a precondition.
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// 429: a rate limit denied the request.
+    #[error("rate limit exceeded")]
+    QuotaExceeded(Box<Decision>),
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
@@ -73,7 +86,10 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
+            ApiError::PreconditionRequired(_) => "precondition_required",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -89,15 +105,20 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(%cause, "request failed");
+        match self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            ApiError::QuotaExceeded(decision) => return quota::exceeded(decision),
+            _ => {}
         }
         let body = ErrorBody {
             error: ErrorDetail {
@@ -146,6 +167,45 @@ impl From<FilesError> for ApiError {
             FilesError::UnsupportedType(_) => ApiError::UnsupportedMediaType(error.to_string()),
             FilesError::Invalid { code, message } => ApiError::BadRequest { code, message },
             FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Store(store) => store.into(),
+            SessionError::NotFound => ApiError::NotFound(error.to_string()),
+            SessionError::Invalid(message) => {
+                ApiError::bad_request("invalid_session_request", message)
+            }
+            SessionError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+            SessionError::VersionMismatch { .. } => ApiError::PreconditionFailed(error.to_string()),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(error: CacheError) -> Self {
+        match error {
+            CacheError::Store(store) => store.into(),
+            CacheError::NotFound => ApiError::NotFound(error.to_string()),
+            CacheError::Invalid(message) => ApiError::bad_request("invalid_cache_request", message),
+            CacheError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+        }
+    }
+}
+
+impl From<RateLimitError> for ApiError {
+    fn from(error: RateLimitError) -> Self {
+        match error {
+            RateLimitError::Store(store) => store.into(),
+            RateLimitError::UnknownPolicy(_) => {
+                ApiError::bad_request("unknown_policy", error.to_string())
+            }
+            RateLimitError::Invalid(message) => {
+                ApiError::bad_request("invalid_rate_limit_request", message)
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod middleware;
+mod quota;
 pub mod routes;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -24,6 +25,7 @@ pub fn app(
     >,
 > {
     let json_limit = state.settings.server.json_body_limit_bytes;
+    let cache_settings = state.settings.cache.clone();
     App::new()
         .app_data(state)
         .app_data(extractors::json_config(json_limit))
@@ -37,9 +39,14 @@ pub fn app(
         // Everything else needs an API key.
         .service(
             web::scope("")
+                // The last wrap runs first: authenticate, then rate limit.
+                .wrap(from_fn(middleware::rate_limit::rate_limit))
                 .wrap(from_fn(middleware::authenticate::authenticate))
                 .configure(routes::api_keys::configure)
-                .configure(routes::files::configure),
+                .configure(routes::files::configure)
+                .configure(routes::sessions::configure)
+                .configure(routes::rate_limit::configure)
+                .configure(|cfg| routes::cache::configure(cfg, &cache_settings)),
         )
         .default_service(web::to(no_route))
 }

@@ -186,7 +186,7 @@ pub struct HealthDetail {
     /// The backend's own version, when it tells.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// For the Cluster: peers that answer, this one included.
+    /// For an IPFS Cluster or a Redis Cluster: the peers or nodes that answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<usize>,
 }

@@ -1,10 +1,12 @@
-//! Redis: one multiplexed connection, made on first use and re-made by the
-//! connection manager whenever it drops.
+//! Redis: one multiplexed connection (or one per Cluster node), made on
+//! first use and re-made by the client whenever it drops.
 
 use std::sync::Arc;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
@@ -13,60 +15,162 @@ use crate::config::RedisSettings;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
+enum Client {
+    Single(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+/// A live connection to a single Redis or to a Redis Cluster. Both route
+/// and reconnect by themselves, so callers use it as one connection.
+#[derive(Clone)]
+pub enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Redis {
-    client: redis::Client,
-    connection: Arc<OnceCell<ConnectionManager>>,
+    client: Client,
+    connection: Arc<OnceCell<Connection>>,
     guard: CallGuard,
 }
 
 impl Redis {
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.expose_secret())
-            .map_err(|e| StoreError::failed(StoreKind::Redis, e))?;
+        let timeout = settings.timeout();
+        let nodes = settings.cluster_node_urls();
+        let client = if nodes.is_empty() {
+            redis::Client::open(settings.url.expose_secret()).map(Client::Single)
+        } else {
+            ClusterClient::builder(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1)
+                .build()
+                .map(|client| Client::Cluster(Box::new(client)))
+        }
+        .map_err(|e| StoreError::failed(StoreKind::Redis, e))?;
         Ok(Self {
             client,
             connection: Arc::new(OnceCell::new()),
-            guard: CallGuard::new(StoreKind::Redis, settings.timeout(), metrics),
+            guard: CallGuard::new(StoreKind::Redis, timeout, metrics),
         })
     }
 
     /// The shared connection. The gateway starts without Redis; the first
     /// call after Redis comes up makes the connection.
-    pub(crate) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    pub async fn connection(&self) -> Result<Connection, StoreError> {
         let timeout = self.guard.timeout();
         self.connection
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-                    .await
-                    .map_err(redis_error)
+                match &self.client {
+                    Client::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(timeout))
+                            .set_response_timeout(Some(timeout))
+                            .set_number_of_retries(1);
+                        ConnectionManager::new_with_config(client.clone(), config)
+                            .await
+                            .map(Connection::Single)
+                    }
+                    Client::Cluster(client) => {
+                        client.get_async_connection().await.map(Connection::Cluster)
+                    }
+                }
+                .map_err(redis_error)
             })
             .await
             .cloned()
     }
 
-    pub async fn health(&self) -> Result<HealthDetail, StoreError> {
+    /// Runs `call` on the shared connection within the Redis timeout,
+    /// counted under `operation`.
+    pub async fn run<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
         self.guard
-            .run("health", async {
-                let mut connection = self.connection().await?;
-                let info: String = redis::cmd("INFO")
-                    .arg("server")
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(redis_error)?;
-                let version = info
-                    .lines()
-                    .find_map(|line| line.strip_prefix("redis_version:"))
-                    .map(|v| v.trim().to_owned());
-                Ok(HealthDetail {
-                    version,
-                    peers: None,
-                })
+            .run(operation, async {
+                let connection = self.connection().await?;
+                call(connection).await.map_err(redis_error)
             })
             .await
+    }
+
+    /// Like [`Redis::run`] with a tighter bound, for callers that would
+    /// rather decide without Redis than wait for it.
+    pub async fn run_within<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        timeout: std::time::Duration,
+        call: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        self.guard
+            .run_within(operation, timeout, async {
+                let connection = self.connection().await?;
+                call(connection).await.map_err(redis_error)
+            })
+            .await
+    }
+
+    pub async fn health(&self) -> Result<HealthDetail, StoreError> {
+        self.run("health", |mut connection| async move {
+            // A Cluster answers with one INFO text per node.
+            let info: Value = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut connection)
+                .await?;
+            let texts: Vec<String> = match info {
+                Value::Map(per_node) => per_node
+                    .into_iter()
+                    .filter_map(|(_, text)| redis::from_redis_value(text).ok())
+                    .collect(),
+                single => vec![redis::from_redis_value(single)?],
+            };
+            let version = texts.iter().find_map(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("redis_version:"))
+                    .map(|v| v.trim().to_owned())
+            });
+            Ok(HealthDetail {
+                version,
+                peers: matches!(self.client, Client::Cluster(_)).then_some(texts.len()),
+            })
+        })
+        .await
     }
 }
 
@@ -76,6 +180,7 @@ pub(crate) fn redis_error(error: RedisError) -> StoreError {
         || error.is_connection_refusal()
         || error.is_timeout()
         || error.is_unrecoverable_error()
+        || error.is_cluster_error()
     {
         StoreError::unavailable(StoreKind::Redis, error)
     } else {

@@ -31,6 +31,44 @@ pub fn stack_settings() -> Settings {
     settings
 }
 
+/// Which Redis the gateway under test talks to: the stack runs both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    Single,
+    Cluster,
+}
+
+/// The stack's settings, with the Redis of `mode`.
+pub fn settings_for(mode: RedisMode) -> Settings {
+    let mut settings = stack_settings();
+    if mode == RedisMode::Cluster {
+        let nodes = std::env::var("STACK_REDIS_CLUSTER_NODES")
+            .expect("scripts/stack env names the Redis Cluster's nodes");
+        settings.redis.cluster_nodes = nodes.into();
+    }
+    settings
+}
+
+/// Runs each named `async fn(RedisMode)` as two tests: against the single
+/// Redis (`single::NAME`) and against the Redis Cluster (`cluster::NAME`).
+#[macro_export]
+macro_rules! in_both_redis_modes {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::common::RedisMode::Single).await
+            })*
+        }
+        mod cluster {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::common::RedisMode::Cluster).await
+            })*
+        }
+    };
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
@@ -43,13 +81,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let tenant = TenantId::parse(&unique("t")).expect("valid tenant");
+    spawn_app_for(settings, tenant).await
+}
+
+/// A gateway whose test key belongs to `tenant`, for settings that name it.
+pub async fn spawn_app_for(settings: Settings, tenant: TenantId) -> TestApp {
     let app = Application::build(settings)
         .await
         .expect("the gateway starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
-    let tenant = TenantId::parse(&unique("t")).expect("valid tenant");
     let key = state
         .api_keys
         .create(&tenant, &Scope::ALL, "test")
@@ -82,6 +125,24 @@ impl TestApp {
     pub async fn get_as(&self, path: &str, key: &str) -> reqwest::Response {
         let request = self.http.get(self.url(path)).bearer_auth(key);
         request.send().await.expect("request sent")
+    }
+
+    /// A request of any kind with the test's key, to add headers or a body to.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
+    }
+
+    /// A key with every scope in another tenant, made by this gateway.
+    pub async fn other_tenant_key(&self) -> String {
+        let tenant = TenantId::parse(&unique("other")).expect("valid tenant");
+        self.state
+            .api_keys
+            .create(&tenant, &Scope::ALL, "other tenant")
+            .await
+            .expect("key created")
+            .key
     }
 
     /// A DELETE with the test's key.

@@ -1,6 +1,9 @@
 //! Routes, one module per resource.
 
 pub mod api_keys;
+pub mod cache;
 pub mod files;
 pub mod health;
 pub mod metrics;
+pub mod rate_limit;
+pub mod sessions;

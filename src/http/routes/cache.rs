@@ -1,0 +1,87 @@
+//! The key/value cache: `POST /cache/set`, `GET /cache/get/{key}`,
+//! `DELETE /cache/{key}`. Keys may hold any characters, `/` included.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Principal, Scope};
+use crate::config::CacheSettings;
+use crate::http::error::{extractors, ApiError};
+use crate::http::resource;
+use crate::startup::AppState;
+
+/// Room in a set's body for the key and the JSON around the value.
+const SET_BODY_OVERHEAD_BYTES: usize = 4096;
+
+/// `settings` sizes the body limit of a set: values may be larger than other
+/// JSON bodies, and a value over `cache.max_value_bytes` should hear of that
+/// limit rather than the general one.
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &CacheSettings) {
+    let set_body_limit =
+        settings.max_value_bytes + settings.max_key_bytes + SET_BODY_OVERHEAD_BYTES;
+    cfg.service(
+        resource("/cache/set")
+            .app_data(extractors::json_config(set_body_limit))
+            .route(web::post().to(set))
+            .route(web::delete().to(|p, s| delete(p, s, "set".to_owned()))),
+    )
+    // Longest match first: `/cache/get/x` is a read, and a delete there
+    // removes the key `get/x`.
+    .service(
+        resource("/cache/get/{key:.+}")
+            .route(web::get().to(get))
+            .route(
+                web::delete().to(|p, s, key: web::Path<String>| delete(p, s, format!("get/{key}"))),
+            ),
+    )
+    .service(
+        resource("/cache/{key:.+}")
+            .route(web::delete().to(|p, s, key: web::Path<String>| delete(p, s, key.into_inner()))),
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Set {
+    key: String,
+    value: serde_json::Value,
+    ttl_seconds: Option<u64>,
+}
+
+async fn set(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<Set>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Cache)?;
+    let ttl = state
+        .cache
+        .set(&principal.tenant, &body.key, &body.value, body.ttl_seconds)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "key": body.key, "ttl_seconds": ttl })))
+}
+
+async fn get(
+    principal: Principal,
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Cache)?;
+    let cached = state.cache.get(&principal.tenant, &key).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "key": *key,
+        "value": cached.value,
+        "ttl_seconds": cached.ttl_seconds,
+    })))
+}
+
+async fn delete(
+    principal: Principal,
+    state: web::Data<AppState>,
+    key: String,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Cache)?;
+    state.cache.delete(&principal.tenant, &key).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,73 @@
+//! `POST /rate-limit/check` consumes; `GET /rate-limit/status/{key}` looks.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use crate::auth::{Principal, Scope};
+use crate::http::error::ApiError;
+use crate::http::{quota, resource};
+use crate::rate_limit::Decision;
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/rate-limit/check").route(web::post().to(check)))
+        .service(resource("/rate-limit/status/{key}").route(web::get().to(status)));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Check {
+    key: String,
+    policy: Option<String>,
+    #[serde(default = "one")]
+    cost: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+async fn check(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<Check>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::RateLimit)?;
+    let limiter = &state.rate_limiter;
+    let policy = body.policy.as_deref().unwrap_or(limiter.default_policy());
+    let decision = limiter
+        .check(&principal.tenant, policy, &body.key, body.cost)
+        .await?;
+    if !decision.allowed {
+        return Err(ApiError::QuotaExceeded(Box::new(decision)));
+    }
+    Ok(answer(&decision))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusOptions {
+    policy: Option<String>,
+}
+
+async fn status(
+    principal: Principal,
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    options: web::Query<StatusOptions>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::RateLimit)?;
+    let limiter = &state.rate_limiter;
+    let policy = options
+        .policy
+        .as_deref()
+        .unwrap_or(limiter.default_policy());
+    let decision = limiter.status(&principal.tenant, policy, &key).await?;
+    Ok(answer(&decision))
+}
+
+fn answer(decision: &Decision) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    quota::insert_headers(&mut response, decision);
+    response.json(quota::fields(decision))
+}

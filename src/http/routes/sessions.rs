@@ -1,0 +1,191 @@
+//! Sessions: `/session/...` for one session, `/users/{user_id}/sessions`
+//! for all of a user's.
+
+use actix_web::http::header::{self, EntityTag};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Principal, Scope};
+use crate::http::error::ApiError;
+use crate::http::resource;
+use crate::sessions::{Expected, Session};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/session/create").route(web::post().to(create)))
+        .service(
+            resource("/session/{id}")
+                .route(web::get().to(read))
+                .route(web::put().to(update))
+                .route(web::patch().to(update))
+                .route(web::delete().to(revoke)),
+        )
+        .service(resource("/session/{id}/rotate").route(web::post().to(rotate)))
+        .service(
+            resource("/users/{user_id}/sessions")
+                .route(web::get().to(list))
+                .route(web::delete().to(revoke_all)),
+        );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Create {
+    user_id: String,
+    #[serde(default = "empty_object")]
+    data: serde_json::Value,
+    ttl_seconds: Option<u64>,
+}
+
+fn empty_object() -> serde_json::Value {
+    json!({})
+}
+
+async fn create(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<Create>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    let session = state
+        .sessions
+        .create(
+            &principal.tenant,
+            &body.user_id,
+            &body.data,
+            body.ttl_seconds,
+        )
+        .await?;
+    Ok(with_version(HttpResponse::Created(), &session))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadOptions {
+    slide: Option<bool>,
+}
+
+async fn read(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    options: web::Query<ReadOptions>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    let slide = options
+        .slide
+        .unwrap_or_else(|| state.sessions.sliding_by_default());
+    let session = state.sessions.get(&principal.tenant, &id, slide).await?;
+    Ok(with_version(HttpResponse::Ok(), &session))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    data: serde_json::Value,
+}
+
+/// Replaces the data, only if the session is still at the version the
+/// caller read (`If-Match`), so concurrent writers cannot lose each other's
+/// changes without knowing.
+async fn update(
+    principal: Principal,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Update>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    let expected = expected_version(&req)?;
+    let session = state
+        .sessions
+        .update(&principal.tenant, &id, expected, &body.data)
+        .await?;
+    Ok(with_version(HttpResponse::Ok(), &session))
+}
+
+async fn rotate(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    let session = state.sessions.rotate(&principal.tenant, &id).await?;
+    Ok(with_version(HttpResponse::Ok(), &session))
+}
+
+async fn revoke(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    state.sessions.delete(&principal.tenant, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list(
+    principal: Principal,
+    state: web::Data<AppState>,
+    user_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    let sessions = state.sessions.list(&principal.tenant, &user_id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "user_id": *user_id, "sessions": sessions })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeAllOptions {
+    /// A session to keep, for "log out my other devices".
+    except: Option<String>,
+}
+
+async fn revoke_all(
+    principal: Principal,
+    state: web::Data<AppState>,
+    user_id: web::Path<String>,
+    options: web::Query<RevokeAllOptions>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Sessions)?;
+    let revoked = state
+        .sessions
+        .revoke_all(&principal.tenant, &user_id, options.except.as_deref())
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "user_id": *user_id, "revoked": revoked })))
+}
+
+/// The session as JSON, its version as the ETag for a later `If-Match`.
+fn with_version(mut response: actix_web::HttpResponseBuilder, session: &Session) -> HttpResponse {
+    response
+        .insert_header(header::ETag(EntityTag::new_strong(
+            session.version.to_string(),
+        )))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(session)
+}
+
+fn expected_version(req: &HttpRequest) -> Result<Expected, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Err(ApiError::PreconditionRequired(
+            "send If-Match with the session's ETag (its version) or *".into(),
+        ));
+    };
+    let malformed = || {
+        ApiError::bad_request(
+            "invalid_if_match",
+            "If-Match must be one strong ETag such as \"3\", or *",
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?.trim();
+    if value == "*" {
+        return Ok(Expected::Any);
+    }
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(|v| v.parse().ok())
+        .map(Expected::Version)
+        .ok_or_else(malformed)
+}

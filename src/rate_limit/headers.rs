@@ -1,0 +1,139 @@
+//! Response headers describing a decision: `RateLimit-Policy` and
+//! `RateLimit` as the IETF httpapi draft writes them (one list item per
+//! limit), and the widely used `X-RateLimit-*` trio for the binding limit.
+
+use super::Decision;
+
+/// Whole seconds, rounded up so a client that waits this long succeeds.
+pub fn ceil_secs(us: u64) -> u64 {
+    us.div_ceil(1_000_000)
+}
+
+/// `"minute";q=100;w=60, "day";q=1000;w=86400`
+pub fn ratelimit_policy_header(decision: &Decision) -> String {
+    decision
+        .limits
+        .iter()
+        .map(|l| {
+            format!(
+                "\"{}\";q={};w={}",
+                l.limit.name,
+                l.limit.limit,
+                l.limit.window.as_secs().max(1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `"minute";r=19;t=1, "day";r=999;t=87`
+pub fn ratelimit_header(decision: &Decision) -> String {
+    decision
+        .limits
+        .iter()
+        .map(|l| {
+            format!(
+                "\"{}\";r={};t={}",
+                l.limit.name,
+                l.remaining,
+                ceil_secs(l.reset_us)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds from now).
+pub fn legacy_headers(decision: &Decision) -> Vec<(&'static str, String)> {
+    match decision.binding() {
+        Some(binding) => vec![
+            ("x-ratelimit-limit", binding.limit.limit.to_string()),
+            ("x-ratelimit-remaining", binding.remaining.to_string()),
+            ("x-ratelimit-reset", ceil_secs(binding.reset_us).to_string()),
+        ],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::RedisDownMode;
+    use crate::rate_limit::{Limit, LimitState, Policy};
+
+    fn state(
+        name: &str,
+        limit: u64,
+        window: u64,
+        remaining: u64,
+        reset_us: u64,
+        retry_us: u64,
+    ) -> LimitState {
+        LimitState {
+            limit: Limit {
+                name: name.into(),
+                limit,
+                window: Duration::from_secs(window),
+                burst: limit,
+                emission_us: window * 1_000_000 / limit,
+                tolerance_us: window * 1_000_000,
+            },
+            allowed: retry_us == 0,
+            remaining,
+            reset_us,
+            retry_us,
+        }
+    }
+
+    fn decision(limits: Vec<LimitState>) -> Decision {
+        let policy = Arc::new(Policy {
+            name: "api".into(),
+            limits: limits.iter().map(|l| l.limit.clone()).collect(),
+            shadow: false,
+            on_redis_down: RedisDownMode::Open,
+        });
+        Decision {
+            allowed: limits.iter().all(|l| l.allowed),
+            policy,
+            shadow_denied: false,
+            unchecked: false,
+            limits,
+        }
+    }
+
+    #[test]
+    fn writes_every_limit() {
+        let d = decision(vec![
+            state("minute", 100, 60, 19, 1_500_000, 0),
+            state("day", 1000, 86400, 999, 86_400_000_000, 0),
+        ]);
+        assert_eq!(
+            ratelimit_policy_header(&d),
+            "\"minute\";q=100;w=60, \"day\";q=1000;w=86400"
+        );
+        assert_eq!(
+            ratelimit_header(&d),
+            "\"minute\";r=19;t=2, \"day\";r=999;t=86400"
+        );
+    }
+
+    #[test]
+    fn legacy_headers_follow_the_binding_limit() {
+        let d = decision(vec![
+            state("minute", 100, 60, 0, 60_000_000, 600_000),
+            state("day", 1000, 86400, 900, 86_000_000_000, 0),
+        ]);
+        assert_eq!(
+            legacy_headers(&d),
+            vec![
+                ("x-ratelimit-limit", "100".to_owned()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-reset", "60".to_owned()),
+            ]
+        );
+        assert_eq!(d.retry_after_us(), 600_000);
+    }
+}

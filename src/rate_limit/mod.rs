@@ -1,0 +1,294 @@
+//! Rate limiting: every limit of a named policy checked and consumed in one
+//! Redis round trip.
+//!
+//! The algorithm is GCRA (the generic cell rate algorithm). Each limit keeps
+//! a single timestamp, the time at which its allowance would be whole again,
+//! so memory stays constant however high the limit, where a sliding log keeps
+//! one entry per request. It is exact, not the estimate a two-window sliding
+//! counter makes, and it has no window edges a caller can straddle to get
+//! twice the limit. `burst` requests pass at once, then one every
+//! window/limit; the retry time of a denial is exact.
+
+mod headers;
+mod policy;
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub use headers::{ceil_secs, legacy_headers, ratelimit_header, ratelimit_policy_header};
+pub use policy::{Limit, Policies, Policy};
+
+use crate::auth::TenantId;
+use crate::config::{RateLimitSettings, RedisDownMode};
+use crate::metrics::Metrics;
+use crate::stores::redis::Redis;
+use crate::stores::StoreError;
+
+const GCRA: &str = include_str!("gcra.lua");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    #[error("no rate-limit policy named {0:?}")]
+    UnknownPolicy(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The state of one limit after a check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitState {
+    pub limit: Limit,
+    pub allowed: bool,
+    pub remaining: u64,
+    /// Until the allowance is whole again.
+    pub reset_us: u64,
+    /// Until a request of this cost would pass; 0 when it did.
+    pub retry_us: u64,
+}
+
+/// What a check decided.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub policy: Arc<Policy>,
+    /// Whether the caller may go ahead (always, in shadow mode).
+    pub allowed: bool,
+    /// The policy would have denied, but is in shadow mode.
+    pub shadow_denied: bool,
+    /// Redis could not answer and the policy fails open: nothing was counted.
+    pub unchecked: bool,
+    pub limits: Vec<LimitState>,
+}
+
+impl Decision {
+    /// The limit the top-level fields describe: the violated one that frees
+    /// up last, else the one with the least left.
+    pub fn binding(&self) -> Option<&LimitState> {
+        let violated = self.limits.iter().filter(|l| !l.allowed);
+        violated.max_by_key(|l| l.retry_us).or_else(|| {
+            self.limits
+                .iter()
+                .min_by_key(|l| (l.remaining, std::cmp::Reverse(l.reset_us)))
+        })
+    }
+
+    pub fn retry_after_us(&self) -> u64 {
+        self.limits.iter().map(|l| l.retry_us).max().unwrap_or(0)
+    }
+
+    fn unchecked(policy: Arc<Policy>) -> Self {
+        let limits = policy
+            .limits
+            .iter()
+            .map(|limit| LimitState {
+                limit: limit.clone(),
+                allowed: true,
+                remaining: limit.burst,
+                reset_us: 0,
+                retry_us: 0,
+            })
+            .collect();
+        Self {
+            policy,
+            allowed: true,
+            shadow_denied: false,
+            unchecked: true,
+            limits,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    redis: Redis,
+    policies: Arc<Policies>,
+    settings: Arc<RateLimitSettings>,
+    script: Arc<redis::Script>,
+    metrics: Arc<Metrics>,
+}
+
+impl RateLimiter {
+    pub fn new(
+        redis: Redis,
+        settings: &RateLimitSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RateLimitError> {
+        let policies = Policies::from_settings(settings)
+            .map_err(|(key, problem)| RateLimitError::Invalid(format!("{key}: {problem}")))?;
+        Ok(Self {
+            redis,
+            policies: Arc::new(policies),
+            settings: Arc::new(settings.clone()),
+            script: Arc::new(redis::Script::new(GCRA)),
+            metrics,
+        })
+    }
+
+    pub fn default_policy(&self) -> &str {
+        &self.settings.default_policy
+    }
+
+    /// The policy every authenticated request passes, if one is configured.
+    pub fn gateway_policy(&self) -> Option<&str> {
+        Some(self.settings.gateway_policy.as_str()).filter(|name| !name.is_empty())
+    }
+
+    /// Consumes `cost` from every limit of `policy` for `key`, if all allow it.
+    pub async fn check(
+        &self,
+        tenant: &TenantId,
+        policy: &str,
+        key: &str,
+        cost: u64,
+    ) -> Result<Decision, RateLimitError> {
+        self.evaluate(tenant, policy, key, cost, true).await
+    }
+
+    /// What a check of cost 1 would decide, consuming nothing.
+    pub async fn status(
+        &self,
+        tenant: &TenantId,
+        policy: &str,
+        key: &str,
+    ) -> Result<Decision, RateLimitError> {
+        self.evaluate(tenant, policy, key, 1, false).await
+    }
+
+    async fn evaluate(
+        &self,
+        tenant: &TenantId,
+        policy_name: &str,
+        key: &str,
+        cost: u64,
+        consume: bool,
+    ) -> Result<Decision, RateLimitError> {
+        let policy = self
+            .policies
+            .get(tenant, policy_name)
+            .ok_or_else(|| RateLimitError::UnknownPolicy(policy_name.to_owned()))?;
+        self.validate(&policy, key, cost)?;
+
+        let slot = slot_tag(tenant, &policy.name, key);
+        let mut invocation = self.script.prepare_invoke();
+        for limit in &policy.limits {
+            invocation.key(format!("sgw:rl:{{{slot}}}:{}", limit.name));
+        }
+        invocation.arg(cost).arg(u8::from(consume));
+        for limit in &policy.limits {
+            invocation.arg(limit.emission_us).arg(limit.tolerance_us);
+        }
+        let answer: Result<Vec<i64>, StoreError> = self
+            .redis
+            .run_within(
+                "rate_limit",
+                self.settings.timeout(),
+                |mut connection| async move { invocation.invoke_async(&mut connection).await },
+            )
+            .await;
+        let decision = match answer {
+            Ok(reply) => decision_from_reply(policy.clone(), &reply)?,
+            Err(error) if error.is_unavailable() && policy.on_redis_down == RedisDownMode::Open => {
+                tracing::warn!(policy = %policy.name, %error, "rate limit not checked: Redis unavailable, failing open");
+                Decision::unchecked(policy.clone())
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if consume {
+            let outcome = if decision.unchecked {
+                "unchecked"
+            } else if decision.shadow_denied {
+                "shadow_denied"
+            } else if decision.allowed {
+                "allowed"
+            } else {
+                "denied"
+            };
+            self.metrics
+                .rate_limit_decisions
+                .with_label_values(&[&policy.name, outcome])
+                .inc();
+        }
+        Ok(decision)
+    }
+
+    fn validate(&self, policy: &Policy, key: &str, cost: u64) -> Result<(), RateLimitError> {
+        if key.is_empty() || key.len() > self.settings.max_key_bytes {
+            return Err(RateLimitError::Invalid(format!(
+                "key must be 1 to {} bytes",
+                self.settings.max_key_bytes
+            )));
+        }
+        let most = self.settings.max_cost.min(policy.max_cost());
+        if cost == 0 || cost > most {
+            return Err(RateLimitError::Invalid(format!(
+                "cost must be 1 to {most} for policy {:?} (its smallest burst, and rate_limit.max_cost)",
+                policy.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One hash tag for all limits of a (tenant, policy, key), so the script's
+/// keys share a Redis Cluster slot; hashing keeps any caller's key, whatever
+/// its bytes, out of the key's structure.
+fn slot_tag(tenant: &TenantId, policy: &str, key: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [tenant.as_str(), policy, key] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+fn decision_from_reply(policy: Arc<Policy>, reply: &[i64]) -> Result<Decision, RateLimitError> {
+    let expected = 1 + 4 * policy.limits.len();
+    if reply.len() != expected {
+        return Err(RateLimitError::Store(StoreError::failed(
+            crate::stores::StoreKind::Redis,
+            format!(
+                "rate-limit script answered {} values, not {expected}",
+                reply.len()
+            ),
+        )));
+    }
+    let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
+    let limits = policy
+        .limits
+        .iter()
+        .zip(reply[1..].chunks_exact(4))
+        .map(|(limit, values)| LimitState {
+            limit: limit.clone(),
+            allowed: values[0] == 1,
+            remaining: non_negative(values[1]),
+            reset_us: non_negative(values[2]),
+            retry_us: non_negative(values[3]),
+        })
+        .collect();
+    let enforced = reply[0] == 1;
+    Ok(Decision {
+        allowed: enforced || policy.shadow,
+        shadow_denied: !enforced && policy.shadow,
+        unchecked: false,
+        limits,
+        policy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_tags_separate_tenants_policies_and_keys() {
+        let a = TenantId::parse("a").unwrap();
+        let b = TenantId::parse("b").unwrap();
+        assert_ne!(slot_tag(&a, "p", "k"), slot_tag(&b, "p", "k"));
+        assert_ne!(slot_tag(&a, "p", "k"), slot_tag(&a, "q", "k"));
+        // Lengths are part of the hash, so parts cannot slide into each other.
+        assert_ne!(slot_tag(&a, "pk", ""), slot_tag(&a, "p", "k"));
+        assert_eq!(slot_tag(&a, "p", "k").len(), 32);
+    }
+}
