@@ -291,9 +291,27 @@ async fn the_per_user_cap_ends_the_oldest(mode: RedisMode) {
         status_of(&app, &format!("/session/{first}")).await,
         StatusCode::NOT_FOUND
     );
-    let mut expected = vec![second, third];
+    let mut expected = vec![second.clone(), third.clone()];
     expected.sort();
     assert_eq!(user_session_ids(&app, "heidi").await, expected);
+
+    // A session that ended on its own frees its place before a live one is
+    // ended to make room.
+    let short = id(&create(&app, "judy", json!({}), 1).await);
+    let long = id(&create(&app, "judy", json!({}), 600).await);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let newest = id(&create(&app, "judy", json!({}), 600).await);
+    assert_eq!(
+        status_of(&app, &format!("/session/{short}")).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status_of(&app, &format!("/session/{long}")).await,
+        StatusCode::OK
+    );
+    let mut expected = vec![long, newest];
+    expected.sort();
+    assert_eq!(user_session_ids(&app, "judy").await, expected);
 }
 
 async fn bad_input_is_refused(mode: RedisMode) {

@@ -2,9 +2,11 @@
 
 DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client python3 curl)
 
+# ensure_debian_packages [PACKAGE...]: the stack's packages when none are named.
 ensure_debian_packages() {
   local missing=() pkg
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  [ $# -gt 0 ] || set -- "${DEBIAN_PACKAGES[@]}"
+  for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

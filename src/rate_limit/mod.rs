@@ -10,6 +10,7 @@
 //! window/limit; the retry time of a denial is exact.
 
 mod headers;
+mod lease;
 mod policy;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use headers::{ceil_secs, legacy_headers, ratelimit_header, ratelimit_policy_header};
+use lease::Leases;
 pub use policy::{Limit, Policies, Policy};
 
 use crate::auth::TenantId;
@@ -106,6 +108,7 @@ pub struct RateLimiter {
     policies: Arc<Policies>,
     settings: Arc<RateLimitSettings>,
     script: Arc<redis::Script>,
+    leases: Arc<Leases>,
     metrics: Arc<Metrics>,
 }
 
@@ -122,6 +125,7 @@ impl RateLimiter {
             policies: Arc::new(policies),
             settings: Arc::new(settings.clone()),
             script: Arc::new(redis::Script::new(GCRA)),
+            leases: Arc::new(Leases::default()),
             metrics,
         })
     }
@@ -144,6 +148,47 @@ impl RateLimiter {
         cost: u64,
     ) -> Result<Decision, RateLimitError> {
         self.evaluate(tenant, policy, key, cost, true).await
+    }
+
+    /// Admits one request of the gateway's own traffic under `policy`:
+    /// `None` when it may go ahead, else the denial.
+    ///
+    /// A busy key would otherwise cost a Redis round trip per request, so a
+    /// check reserves a small share of the limit at once (1/64 of its
+    /// smallest burst, and a single unit for small limits, which therefore
+    /// stay exact) and spends it locally for up to a second. A key can get
+    /// ahead of its limit by at most one reservation per gateway.
+    pub async fn admit(
+        &self,
+        tenant: &TenantId,
+        policy_name: &str,
+        key: &str,
+    ) -> Result<Option<Decision>, RateLimitError> {
+        let lease_key = lease::key(tenant, policy_name, key);
+        if self.leases.take_one(&lease_key) {
+            self.count(policy_name, "allowed");
+            return Ok(None);
+        }
+        let policy = self
+            .policies
+            .get(tenant, policy_name)
+            .ok_or_else(|| RateLimitError::UnknownPolicy(policy_name.to_owned()))?;
+        let batch = (policy.max_cost() / lease::SHARE)
+            .min(self.settings.max_cost)
+            .max(1);
+        let mut granted = batch;
+        let mut decision = self.check(tenant, policy_name, key, batch).await?;
+        if !decision.allowed && batch > 1 {
+            granted = 1;
+            decision = self.check(tenant, policy_name, key, 1).await?;
+        }
+        if !decision.allowed {
+            return Ok(Some(decision));
+        }
+        if granted > 1 && !decision.unchecked && !decision.shadow_denied {
+            self.leases.grant(lease_key, granted - 1);
+        }
+        Ok(None)
     }
 
     /// What a check of cost 1 would decide, consuming nothing.
@@ -205,12 +250,16 @@ impl RateLimiter {
             } else {
                 "denied"
             };
-            self.metrics
-                .rate_limit_decisions
-                .with_label_values(&[&policy.name, outcome])
-                .inc();
+            self.count(&policy.name, outcome);
         }
         Ok(decision)
+    }
+
+    fn count(&self, policy: &str, outcome: &str) {
+        self.metrics
+            .rate_limit_decisions
+            .with_label_values(&[policy, outcome])
+            .inc();
     }
 
     fn validate(&self, policy: &Policy, key: &str, cost: u64) -> Result<(), RateLimitError> {

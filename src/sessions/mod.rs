@@ -177,10 +177,7 @@ impl Sessions {
         let id = SessionId::parse(id)?;
         let keys = Keys::new(tenant, &id);
         let mut call = self.scripts.get.prepare_invoke();
-        call.key(&keys.session)
-            .key(&keys.index)
-            .arg(id.secret())
-            .arg(u8::from(slide));
+        call.key(&keys.session).arg(u8::from(slide));
         let record: Option<Record> = self
             .redis
             .run("session_get", |mut c| async move {

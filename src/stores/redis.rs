@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Value};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
@@ -149,10 +149,8 @@ impl Redis {
     pub async fn health(&self) -> Result<HealthDetail, StoreError> {
         self.run("health", |mut connection| async move {
             // A Cluster answers with one INFO text per node.
-            let info: Value = redis::cmd("INFO")
-                .arg("server")
-                .query_async(&mut connection)
-                .await?;
+            // Every section, as the one call all Redis versions take.
+            let info: Value = redis::cmd("INFO").query_async(&mut connection).await?;
             let texts: Vec<String> = match info {
                 Value::Map(per_node) => per_node
                     .into_iter()
@@ -160,6 +158,17 @@ impl Redis {
                     .collect(),
                 single => vec![redis::from_redis_value(single)?],
             };
+            // INFO answers while a restarted Redis still loads its data,
+            // when every other command is refused.
+            if texts
+                .iter()
+                .any(|text| text.lines().any(|l| l.trim() == "loading:1"))
+            {
+                return Err(RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+                    "Redis is loading its dataset",
+                )));
+            }
             let version = texts.iter().find_map(|text| {
                 text.lines()
                     .find_map(|line| line.strip_prefix("redis_version:"))
@@ -174,8 +183,18 @@ impl Redis {
     }
 }
 
+/// Errors that say Redis cannot serve now (down, loading its data after a
+/// restart, failing over) are "unavailable", answered with 503; the rest
+/// are failures of the call itself.
 pub(crate) fn redis_error(error: RedisError) -> StoreError {
-    if error.is_io_error()
+    let come_back_later = matches!(
+        error.retry_method(),
+        RetryMethod::WaitAndRetry
+            | RetryMethod::Reconnect
+            | RetryMethod::ReconnectFromInitialConnections
+    );
+    if come_back_later
+        || error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()

@@ -18,13 +18,13 @@ pub async fn rate_limit(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     if let (Some(principal), Some(state)) = (principal, state) {
         if let Some(policy) = state.rate_limiter.gateway_policy() {
-            let decision = state
+            let admission = state
                 .rate_limiter
-                .check(&principal.tenant, policy, &principal.key_id, 1)
+                .admit(&principal.tenant, policy, &principal.key_id)
                 .await;
-            let refusal = match decision {
-                Ok(decision) if decision.allowed => None,
-                Ok(decision) => Some(ApiError::QuotaExceeded(Box::new(decision))),
+            let refusal = match admission {
+                Ok(None) => None,
+                Ok(Some(denial)) => Some(ApiError::QuotaExceeded(Box::new(denial))),
                 Err(error) => Some(ApiError::from(error)),
             };
             if let Some(refusal) = refusal {

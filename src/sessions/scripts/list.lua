@@ -6,7 +6,7 @@ local index = KEYS[1]
 redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
 local sessions = {}
 for _, secret in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local session = read(ARGV[2] .. secret, now)
+  local session = read(ARGV[2] .. secret, now, false)
   if not session then
     redis.call('ZREM', index, secret)
   elseif session[1] == ARGV[1] then

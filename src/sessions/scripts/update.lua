@@ -6,6 +6,6 @@ if not version then return {0} end
 if ARGV[1] ~= '*' and ARGV[1] ~= version then return {-1, tonumber(version)} end
 redis.call('HSET', KEYS[1], 'data', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-local session = read(KEYS[1], now)
+local session = read(KEYS[1], now, false)
 table.insert(session, 1, 1)
 return session
