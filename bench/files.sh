@@ -64,7 +64,7 @@ trap cleanup EXIT
 
 start_gateway() {
   [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null || true
-  PORT=$bench_port RUST_LOG=warn "$gateway_bin" serve 2>>"$work/gateway.log" &
+  GATEWAY__ANALYTICS__SPOOL_DIR="$work/spool" PORT=$bench_port RUST_LOG=warn "$gateway_bin" serve 2>>"$work/gateway.log" &
   gateway_pid=$!
   wait_for_port "$bench_port" 60 || die "the gateway did not start (log: $work/gateway.log)"
 }

@@ -46,7 +46,7 @@ TOML
 
 port=$((GATEWAY_PORT + 101))
 base="http://127.0.0.1:$port"
-PORT=$port RUST_LOG=warn "$gateway_bin" serve --config "$work/bench.toml" 2>>"$work/gateway.log" &
+GATEWAY__ANALYTICS__SPOOL_DIR="$work/spool" PORT=$port RUST_LOG=warn "$gateway_bin" serve --config "$work/bench.toml" 2>>"$work/gateway.log" &
 gateway_pid=$!
 wait_for_port "$port" 60 || die "the gateway did not start (log: $work/gateway.log)"
 key=$("$gateway_bin" keys create --tenant "bench-$(date +%s)" --scopes all --name bench)

@@ -42,6 +42,7 @@ const TEXT_KEYS: &[&str] = &[
     "kubo.gateway_url",
     "kubo.content_url",
     "cluster.url",
+    "analytics.spool_dir",
 ];
 
 /// A configuration problem, reported as one line naming the key.
@@ -73,9 +74,30 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub files: FilesSettings,
     pub auth: AuthSettings,
+    pub analytics: AnalyticsSettings,
     pub sessions: SessionSettings,
     pub rate_limit: RateLimitSettings,
     pub cache: CacheSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsSettings {
+    /// Where accepted events wait for ClickHouse; one gateway per folder.
+    pub spool_dir: std::path::PathBuf,
+    /// Bytes of events not yet in ClickHouse past which ingestion answers 503.
+    pub spool_max_bytes: u64,
+    /// Size at which the spool starts a new segment file.
+    pub spool_segment_bytes: u64,
+    /// Events per insert into ClickHouse, at most.
+    pub batch_rows: u64,
+    /// Longest an accepted event waits for a fuller batch, in milliseconds.
+    pub batch_max_delay_ms: u64,
+    /// Largest ingestion request body, and most events in one.
+    pub max_body_bytes: usize,
+    pub max_events_per_request: usize,
+    /// Largest `properties` of one event, in bytes of JSON.
+    pub max_properties_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -444,6 +466,24 @@ impl Settings {
 
 impl Settings {
     fn validate_sessions_and_cache(&self) -> Result<(), ConfigError> {
+        let analytics = &self.analytics;
+        for (key, value) in [
+            ("analytics.spool_max_bytes", analytics.spool_max_bytes),
+            (
+                "analytics.spool_segment_bytes",
+                analytics.spool_segment_bytes,
+            ),
+            ("analytics.batch_rows", analytics.batch_rows),
+            ("analytics.max_body_bytes", analytics.max_body_bytes as u64),
+            (
+                "analytics.max_events_per_request",
+                analytics.max_events_per_request as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
         let sessions = &self.sessions;
         if sessions.default_idle_ttl_secs == 0
             || sessions.max_idle_ttl_secs < sessions.default_idle_ttl_secs

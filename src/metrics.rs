@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub const HTTP_REQUESTS_TOTAL: &str = "gateway_http_requests_total";
@@ -33,6 +34,20 @@ const SESSION_EVENTS_HELP: &str = "Session operations seen by the gateway: creat
 pub const CACHE_OPERATIONS_TOTAL: &str = "gateway_cache_operations_total";
 const CACHE_OPERATIONS_HELP: &str = "Cache operations by operation and outcome: get hit or miss (a miss includes values expired by TTL, which Redis does not report), set stored, delete deleted or miss.";
 
+pub const ANALYTICS_EVENTS_TOTAL: &str = "gateway_analytics_events_total";
+const ANALYTICS_EVENTS_HELP: &str = "Analytics events by outcome: accepted (durable in the spool), inserted (acknowledged by ClickHouse), rejected (invalid, nothing of their request accepted), dropped (an activity event of the gateway's own that found the spool's queue full).";
+
+pub const ANALYTICS_SPOOL_EVENTS: &str = "gateway_analytics_spool_events";
+const ANALYTICS_SPOOL_EVENTS_HELP: &str = "Events accepted and not yet acknowledged by ClickHouse.";
+
+pub const ANALYTICS_SPOOL_BYTES: &str = "gateway_analytics_spool_bytes";
+const ANALYTICS_SPOOL_BYTES_HELP: &str =
+    "Bytes of events in the spool not yet acknowledged by ClickHouse.";
+
+pub const ANALYTICS_OLDEST_PENDING_SECONDS: &str = "gateway_analytics_oldest_pending_seconds";
+const ANALYTICS_OLDEST_PENDING_HELP: &str =
+    "Age of the oldest event not yet acknowledged by ClickHouse (0 when none waits).";
+
 /// Route label for requests that matched no route, so unknown paths cannot
 /// blow up the label set.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -53,6 +68,10 @@ pub struct Metrics {
     pub rate_limit_decisions: IntCounterVec,
     pub session_events: IntCounterVec,
     pub cache_operations: IntCounterVec,
+    pub analytics_events: IntCounterVec,
+    pub analytics_spool_events: IntGauge,
+    pub analytics_spool_bytes: IntGauge,
+    pub analytics_oldest_pending_seconds: Gauge,
 }
 
 impl Metrics {
@@ -99,6 +118,18 @@ impl Metrics {
             CACHE_OPERATIONS_HELP,
             &["operation", "outcome"],
         );
+        let analytics_events = counter(ANALYTICS_EVENTS_TOTAL, ANALYTICS_EVENTS_HELP, &["outcome"]);
+        let analytics_spool_events =
+            IntGauge::new(ANALYTICS_SPOOL_EVENTS, ANALYTICS_SPOOL_EVENTS_HELP)
+                .expect("metric definition is valid");
+        let analytics_spool_bytes =
+            IntGauge::new(ANALYTICS_SPOOL_BYTES, ANALYTICS_SPOOL_BYTES_HELP)
+                .expect("metric definition is valid");
+        let analytics_oldest_pending_seconds = Gauge::new(
+            ANALYTICS_OLDEST_PENDING_SECONDS,
+            ANALYTICS_OLDEST_PENDING_HELP,
+        )
+        .expect("metric definition is valid");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -108,6 +139,10 @@ impl Metrics {
             Box::new(rate_limit_decisions.clone()),
             Box::new(session_events.clone()),
             Box::new(cache_operations.clone()),
+            Box::new(analytics_events.clone()),
+            Box::new(analytics_spool_events.clone()),
+            Box::new(analytics_spool_bytes.clone()),
+            Box::new(analytics_oldest_pending_seconds.clone()),
         ] {
             registry
                 .register(collector)
@@ -123,6 +158,10 @@ impl Metrics {
             rate_limit_decisions,
             session_events,
             cache_operations,
+            analytics_events,
+            analytics_spool_events,
+            analytics_spool_bytes,
+            analytics_oldest_pending_seconds,
         })
     }
 

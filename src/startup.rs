@@ -7,7 +7,7 @@ use actix_web::dev::Server;
 use actix_web::{web, HttpServer};
 use serde::Serialize;
 
-use crate::analytics::Analytics;
+use crate::analytics::{Analytics, SpoolError};
 use crate::auth::ApiKeys;
 use crate::cache::Cache;
 use crate::config::Settings;
@@ -39,6 +39,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("invalid rate-limit policies: {0}")]
     RateLimit(#[from] RateLimitError),
+    #[error("cannot open the event spool in {dir}: {source}")]
+    Spool { dir: String, source: SpoolError },
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -87,7 +89,15 @@ impl Application {
             settings: Arc::new(settings.clone()),
             api_keys: ApiKeys::new(stores.postgres.clone(), &settings.auth),
             files: Files::new(stores.clone(), settings.files.clone(), metrics.clone()),
-            analytics: Analytics::new(stores.clickhouse.clone()),
+            analytics: Analytics::new(
+                stores.clickhouse.clone(),
+                &settings.analytics,
+                metrics.clone(),
+            )
+            .map_err(|source| StartupError::Spool {
+                dir: settings.analytics.spool_dir.display().to_string(),
+                source,
+            })?,
             sessions: Sessions::new(stores.redis.clone(), &settings.sessions, metrics.clone()),
             rate_limiter: RateLimiter::new(
                 stores.redis.clone(),
@@ -111,6 +121,7 @@ impl Application {
             })?
             .port();
         tokio::spawn(state.files.clone().reconcile_forever());
+        tokio::spawn(state.analytics.clone().ship_forever());
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || http::app(data.clone()))
             .shutdown_timeout(settings.server.shutdown_timeout_secs);

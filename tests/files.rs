@@ -661,11 +661,7 @@ async fn the_reconciler_rolls_back_stale_uploads_and_settles_pins() {
 
 /// Events of `table` for this tenant and CID, as ClickHouse counts them.
 async fn events(table: &str, app: &TestApp, cid: &str) -> u64 {
-    let client = clickhouse::Client::default()
-        .with_url(std::env::var("CLICKHOUSE_HOST").unwrap())
-        .with_database(std::env::var("CLICKHOUSE_DB").unwrap())
-        .with_validation(false);
-    client
+    common::clickhouse()
         .query(&format!(
             "SELECT count() FROM {table} WHERE tenant_id = ? AND cid = ?"
         ))

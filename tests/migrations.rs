@@ -63,7 +63,7 @@ async fn first_start_applies_everything_and_second_start_nothing() {
     settings.postgres.url = SecretString::from(database.url());
     settings.clickhouse.database = unique("scratch").replace('-', "_");
 
-    let first = Application::build(settings.clone()).await.unwrap();
+    let first = Application::build(own_spool(&settings)).await.unwrap();
     let applied = &first.schema_changes().postgres_applied;
     assert_eq!(applied.len(), migration_files().len(), "{applied:?}");
     assert_eq!(applied, &Postgres::known_migrations());
@@ -86,7 +86,7 @@ async fn first_start_applies_everything_and_second_start_nothing() {
         );
     }
 
-    let second = Application::build(settings.clone()).await.unwrap();
+    let second = Application::build(own_spool(&settings)).await.unwrap();
     assert!(second.schema_changes().postgres_applied.is_empty());
     assert_eq!(
         second.schema_changes().clickhouse.applied,
@@ -160,7 +160,7 @@ async fn gateways_starting_together_migrate_once() {
     let database = ScratchDatabase::create().await;
     let mut settings = stack_settings();
     settings.postgres.url = SecretString::from(database.url());
-    let starts = (0..3).map(|_| Application::build(settings.clone()));
+    let starts = (0..3).map(|_| Application::build(own_spool(&settings)));
     let apps: Vec<Application> = futures_util::future::join_all(starts)
         .await
         .into_iter()
@@ -182,4 +182,11 @@ async fn a_running_gateway_has_nothing_left_to_migrate() {
         app.state.stores.postgres.migrate().await.unwrap(),
         Vec::<String>::new()
     );
+}
+
+/// The settings with a spool folder of their own: each gateway needs one.
+fn own_spool(settings: &storage_gateway::config::Settings) -> storage_gateway::config::Settings {
+    let mut settings = settings.clone();
+    settings.analytics.spool_dir = common::temp_dir("spool");
+    settings
 }

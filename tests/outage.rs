@@ -15,17 +15,15 @@ use tokio::sync::Mutex;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// Stops `service`, runs `check`, and always starts it again.
-async fn with_service_stopped<F, Fut>(service: &str, check: F)
+async fn with_service_stopped<F, Fut, T>(service: &str, check: F) -> T
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = T>,
 {
     stack(&["stop", service]);
     let outcome = AssertUnwindSafe(check()).catch_unwind().await;
     stack(&["start", service]);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Polls `/ready` until it answers 200, so the next test starts on a whole stack.
@@ -208,7 +206,7 @@ async fn downloads_with_postgres_down_are_503_not_404() {
 async fn files_keep_working_with_clickhouse_down() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = spawn_app().await;
-    with_service_stopped("clickhouse", || async {
+    let cid = with_service_stopped("clickhouse", || async {
         // Analytics events are recorded on the side: losing one never fails the request.
         let response = upload_when_accepted(&app, "no analytics right now").await;
         assert_eq!(response.status(), 201);
@@ -216,9 +214,165 @@ async fn files_keep_working_with_clickhouse_down() {
         let download = app.get(&format!("/files/{cid}/download")).await;
         assert_eq!(download.status(), 200);
         assert_eq!(download.text().await.unwrap(), "no analytics right now");
+        cid
     })
     .await;
     wait_until_ready(&app).await;
+    // The events waited in the spool, and arrive once ClickHouse is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = common::clickhouse()
+            .query("SELECT count() FROM file_uploads WHERE tenant_id = ? AND cid = ?")
+            .bind(app.tenant.as_str())
+            .bind(&cid)
+            .fetch_one::<u64>()
+            .await
+            .unwrap();
+        if found >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload event never arrived");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn events(n: usize, tag: usize) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..n)
+            .map(|i| serde_json::json!({"event_type": "outage", "properties": {"batch": tag, "i": i}}))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn events_accepted_while_clickhouse_is_down_all_arrive() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let accepted_before = app.post_json("/analytics/events", &events(100, 0)).await;
+    assert_eq!(accepted_before.status(), 202);
+    let mut accepted = 100;
+    with_service_stopped("clickhouse", || async {
+        for batch in 1..=20 {
+            let response = app
+                .post_json("/analytics/events", &events(100, batch))
+                .await;
+            assert_eq!(response.status(), 202);
+            accepted += 100;
+        }
+        let metrics = app.metrics_text().await;
+        let waiting = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("gateway_analytics_spool_events "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(waiting > 0.0, "{metrics}");
+    })
+    .await;
+    wait_until_ready(&app).await;
+    common::wait_for_user_activity(&app.tenant, accepted, Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_503_rather_than_dropping() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = common::stack_settings();
+    settings.analytics.spool_max_bytes = 20_000;
+    let app = common::spawn_app_with(settings).await;
+    with_service_stopped("clickhouse", || async {
+        let mut accepted = 0;
+        let mut refused = None;
+        for batch in 0..20 {
+            let response = app.post_json("/analytics/events", &events(10, batch)).await;
+            match response.status().as_u16() {
+                202 => accepted += 10,
+                _ => {
+                    refused = Some(response);
+                    break;
+                }
+            }
+        }
+        assert!(accepted > 0);
+        assert_unavailable(refused.expect("the bound was reached"), "clickhouse").await;
+    })
+    .await;
+    wait_until_ready(&app).await;
+}
+
+/// A gateway binary of its own, for killing.
+struct Child {
+    process: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Child {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn start_gateway_process(spool: &std::path::Path) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = spool.with_extension(format!("{port}.log"));
+    let process = std::process::Command::new(env!("CARGO_BIN_EXE_storage-gateway"))
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .env("GATEWAY__ANALYTICS__SPOOL_DIR", spool)
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(&log).expect("a log file"))
+        .spawn()
+        .expect("the gateway binary starts");
+    Child {
+        process,
+        base: format!("http://127.0.0.1:{port}"),
+        log,
+    }
+}
+
+async fn wait_until_serving(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the gateway did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_gateway_ships_every_acknowledged_event_after_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let spool = common::temp_dir("killed-spool");
+    let mut child = start_gateway_process(&spool);
+    wait_until_serving(&app.http, &child.base).await;
+    let mut acknowledged = 0;
+    with_service_stopped("clickhouse", || async {
+        // Ingest while ClickHouse is away, so the events are only in the spool.
+        for batch in 0..10 {
+            let response = app
+                .http
+                .post(format!("{}/analytics/events", child.base))
+                .bearer_auth(&app.key)
+                .json(&events(100, batch))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}; the gateway's log:\n{}", child.log()));
+            assert_eq!(response.status(), 202, "{}", child.log());
+            acknowledged += 100;
+        }
+        child.process.kill().unwrap();
+        child.process.wait().unwrap();
+    })
+    .await;
+    wait_until_ready(&app).await;
+    let mut restarted = start_gateway_process(&spool);
+    wait_until_serving(&app.http, &restarted.base).await;
+    common::wait_for_user_activity(&app.tenant, acknowledged, Duration::from_secs(90)).await;
+    restarted.process.kill().unwrap();
+    restarted.process.wait().unwrap();
 }
 
 /// Answers of the Redis-backed endpoints while Redis is stopped: each comes

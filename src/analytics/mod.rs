@@ -1,65 +1,269 @@
-//! Analytics events about the gateway's own activity.
+//! Analytics events: accepted onto a local spool, shipped to ClickHouse in
+//! batches, never dropped once accepted.
 //!
-//! Events are written straight to ClickHouse in the background: recording
-//! never delays or fails the request it describes, and an event is lost if
-//! ClickHouse is down at that moment.
+//! Ingested events and the gateway's own activity (file uploads and
+//! downloads) take the same path. An ingested batch is answered only once
+//! it is durable in the spool; the gateway's own events are queued without
+//! waiting, so recording them never slows the request they describe.
+
+pub mod events;
+mod spool;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use events::Rejection;
+pub use spool::SpoolError;
+
 use crate::auth::TenantId;
-use crate::stores::clickhouse::{ClickHouse, FileDownloadRow, FileUploadRow};
+use crate::config::AnalyticsSettings;
+use crate::metrics::Metrics;
+use crate::stores::clickhouse::ClickHouse;
 use crate::stores::postgres::FileRow;
+use spool::{Batch, Spool};
+
+/// The tables events may be shipped to: their names go into SQL text.
+const TABLES: &[&str] = &[
+    "user_activity",
+    "file_uploads",
+    "file_downloads",
+    "api_usage",
+    "challenge_completions",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{} of the events are invalid; nothing was accepted", .0.len())]
+    Rejected(Vec<Rejection>),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
 
 #[derive(Clone)]
 pub struct Analytics {
+    spool: Spool,
     clickhouse: ClickHouse,
-}
-
-fn now_seconds() -> u32 {
-    u32::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(u32::MAX)
+    settings: Arc<AnalyticsSettings>,
+    metrics: Arc<Metrics>,
 }
 
 impl Analytics {
-    pub fn new(clickhouse: ClickHouse) -> Self {
-        Self { clickhouse }
+    pub fn new(
+        clickhouse: ClickHouse,
+        settings: &AnalyticsSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SpoolError> {
+        let spool = Spool::open(
+            &settings.spool_dir,
+            settings.spool_max_bytes,
+            settings.spool_segment_bytes,
+        )?;
+        Ok(Self {
+            spool,
+            clickhouse,
+            settings: Arc::new(settings.clone()),
+            metrics,
+        })
+    }
+
+    /// Accepts a request body of events (`ndjson`: one per line) for
+    /// `tenant`: answers their ids once they are durable.
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        body: &[u8],
+        ndjson: bool,
+    ) -> Result<Vec<Uuid>, IngestError> {
+        let events = events::parse_body(body, ndjson).map_err(IngestError::Invalid)?;
+        if events.is_empty() {
+            return Err(IngestError::Invalid("the request holds no events".into()));
+        }
+        if events.len() > self.settings.max_events_per_request {
+            return Err(IngestError::TooLarge(format!(
+                "{} events in one request; the limit is {} (analytics.max_events_per_request)",
+                events.len(),
+                self.settings.max_events_per_request
+            )));
+        }
+        let count = events.len() as u64;
+        let rows = events::validate(
+            tenant,
+            events,
+            self.settings.max_properties_bytes,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|rejections| {
+            self.count("rejected", count);
+            IngestError::Rejected(rejections)
+        })?;
+        let accepted_ms = spool::now_ms();
+        let mut lines = Vec::with_capacity(rows.iter().map(|r| r.json.len() + 40).sum());
+        for row in &rows {
+            spool::push_line(&mut lines, "user_activity", accepted_ms, &row.json);
+        }
+        self.spool.append(lines, count).await?;
+        self.count("accepted", count);
+        Ok(rows.into_iter().map(|row| row.event_id).collect())
     }
 
     pub fn file_uploaded(&self, file: &FileRow) {
-        let row = FileUploadRow {
-            event_id: Uuid::new_v4(),
-            tenant_id: file.tenant_id.clone(),
-            owner_id: file.owner_id.clone().unwrap_or_default(),
-            cid: file.cid.clone(),
-            size_bytes: u64::try_from(file.size_bytes).unwrap_or(0),
-            content_type: file.content_type.clone(),
-            timestamp: now_seconds(),
-        };
-        self.record("file_uploads", row);
+        let row = serde_json::json!({
+            "event_id": Uuid::new_v4().to_string(),
+            "tenant_id": file.tenant_id,
+            "owner_id": file.owner_id.clone().unwrap_or_default(),
+            "cid": file.cid,
+            "size_bytes": u64::try_from(file.size_bytes).unwrap_or(0),
+            "content_type": file.content_type,
+            "timestamp": OffsetDateTime::now_utc().unix_timestamp(),
+        });
+        self.record("file_uploads", &row);
     }
 
     pub fn file_downloaded(&self, tenant: &TenantId, cid: &str, bytes_sent: u64, partial: bool) {
-        let row = FileDownloadRow {
-            event_id: Uuid::new_v4(),
-            tenant_id: tenant.to_string(),
-            cid: cid.to_owned(),
-            bytes_sent,
-            partial: u8::from(partial),
-            timestamp: now_seconds(),
-        };
-        self.record("file_downloads", row);
+        let row = serde_json::json!({
+            "event_id": Uuid::new_v4().to_string(),
+            "tenant_id": tenant.as_str(),
+            "cid": cid,
+            "bytes_sent": bytes_sent,
+            "partial": u8::from(partial),
+            "timestamp": OffsetDateTime::now_utc().unix_timestamp(),
+        });
+        self.record("file_downloads", &row);
     }
 
-    fn record<T>(&self, table: &'static str, row: T)
-    where
-        T: clickhouse::Row + serde::Serialize + Send + Sync + 'static,
-        for<'a> T: clickhouse::Row<Value<'a> = T>,
-    {
-        let clickhouse = self.clickhouse.clone();
-        tokio::spawn(async move {
-            if let Err(error) = clickhouse.insert_rows(table, &[row]).await {
-                tracing::warn!(table, %error, "analytics event not recorded");
+    fn record(&self, table: &'static str, row: &serde_json::Value) {
+        let mut line = Vec::new();
+        spool::push_line(&mut line, table, spool::now_ms(), &row.to_string());
+        if self.spool.append_detached(line, 1) {
+            self.count("accepted", 1);
+        } else {
+            tracing::warn!(
+                table,
+                "the event spool's queue is full: an activity event is dropped"
+            );
+            self.count("dropped", 1);
+        }
+    }
+
+    /// Ships spooled events to ClickHouse for as long as the gateway runs:
+    /// in batches of up to `analytics.batch_rows`, waiting at most
+    /// `analytics.batch_max_delay_ms` for a batch to fill, and retrying a
+    /// failed insert (ClickHouse down) with backoff until it succeeds.
+    pub async fn ship_forever(self) {
+        let max_delay = Duration::from_millis(self.settings.batch_max_delay_ms);
+        let batch_rows = self.settings.batch_rows;
+        let mut from = match self.spool.acked() {
+            Ok(position) => position,
+            Err(error) => {
+                tracing::error!(%error, "event spool unreadable: nothing is shipped");
+                return;
             }
-        });
+        };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            self.report_depth(None);
+            if self.spool.pending_events() == 0 {
+                self.spool.wait_for_more(from, Duration::from_secs(1)).await;
+                continue;
+            }
+            // Let a batch fill, by rows or by time, whichever comes first.
+            let deadline = tokio::time::Instant::now() + max_delay;
+            while self.spool.pending_events() < batch_rows && tokio::time::Instant::now() < deadline
+            {
+                let durable = self.spool.durable();
+                self.spool
+                    .wait_for_more(durable, deadline - tokio::time::Instant::now())
+                    .await;
+            }
+            let spool = self.spool.clone();
+            let batch =
+                match tokio::task::spawn_blocking(move || spool.read_batch(from, batch_rows)).await
+                {
+                    Ok(Ok(batch)) => batch,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "event spool unreadable; retrying");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "event spool reader failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                };
+            if batch.events == 0 {
+                continue;
+            }
+            // Until this batch is in, it is retried as it is: nothing after
+            // it goes first, so events arrive in the order accepted.
+            loop {
+                self.report_depth(batch.oldest_accepted_ms);
+                match self.insert(&batch).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, events = batch.events, retry_in_ms = backoff.as_millis() as u64,
+                            "events not inserted into ClickHouse; kept in the spool");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            backoff = Duration::from_millis(200);
+            let spool = self.spool.clone();
+            let end = batch.end;
+            let (events, bytes) = (batch.events, batch.bytes);
+            match tokio::task::spawn_blocking(move || spool.acknowledge(end, events, bytes)).await {
+                Ok(Ok(())) => {}
+                // The events are in ClickHouse; if the position cannot be
+                // saved they are sent again after a restart, and collapse.
+                Ok(Err(error)) => tracing::error!(%error, "event spool position not saved"),
+                Err(error) => tracing::error!(%error, "event spool position not saved"),
+            }
+            from = end;
+            self.count("inserted", events);
+        }
+    }
+
+    async fn insert(&self, batch: &Batch) -> Result<(), crate::stores::StoreError> {
+        for (table, rows) in &batch.rows_by_table {
+            let Some(table) = TABLES.iter().find(|known| *known == table) else {
+                tracing::error!(table, "spooled events for an unknown table are skipped");
+                continue;
+            };
+            self.clickhouse
+                .insert_json_rows(table, bytes::Bytes::copy_from_slice(rows))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn report_depth(&self, oldest_accepted_ms: Option<u64>) {
+        let metrics = &self.metrics;
+        metrics
+            .analytics_spool_events
+            .set(self.spool.pending_events() as i64);
+        metrics
+            .analytics_spool_bytes
+            .set(self.spool.pending_bytes() as i64);
+        let age = oldest_accepted_ms
+            .filter(|_| self.spool.pending_events() > 0)
+            .map_or(0.0, |oldest| {
+                spool::now_ms().saturating_sub(oldest) as f64 / 1000.0
+            });
+        metrics.analytics_oldest_pending_seconds.set(age);
+    }
+
+    fn count(&self, outcome: &str, n: u64) {
+        self.metrics
+            .analytics_events
+            .with_label_values(&[outcome])
+            .inc_by(n);
     }
 }

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::quota;
+use crate::analytics::{IngestError, Rejection, SpoolError};
 use crate::auth::{AuthError, Scope};
 use crate::cache::CacheError;
 use crate::files::FilesError;
@@ -21,6 +22,9 @@ pub enum ApiError {
     /// 400: the request is malformed; `code` says which way.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// 400: events of an ingestion request that are invalid, each by index.
+    #[error("{} of the events are invalid; nothing was accepted", .0.len())]
+    InvalidEvents(Vec<Rejection>),
     /// 401: no valid API key.
     #[error("{0}")]
     Unauthenticated(String),
@@ -67,6 +71,8 @@ struct ErrorDetail<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend: Option<StoreKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<&'a [Rejection]>,
 }
 
 impl ApiError {
@@ -81,6 +87,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } => code,
+            ApiError::InvalidEvents(_) => "invalid_events",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -99,7 +106,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidEvents(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -126,6 +133,10 @@ impl ResponseError for ApiError {
                 message: self.to_string(),
                 backend: match self {
                     ApiError::Unavailable(store) => Some(*store),
+                    _ => None,
+                },
+                events: match self {
+                    ApiError::InvalidEvents(rejections) => Some(rejections),
                     _ => None,
                 },
             },
@@ -167,6 +178,22 @@ impl From<FilesError> for ApiError {
             FilesError::UnsupportedType(_) => ApiError::UnsupportedMediaType(error.to_string()),
             FilesError::Invalid { code, message } => ApiError::BadRequest { code, message },
             FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Invalid(message) => ApiError::bad_request("invalid_events", message),
+            IngestError::Rejected(rejections) => ApiError::InvalidEvents(rejections),
+            IngestError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+            // The spool fills only while ClickHouse does not take its events.
+            IngestError::Spool(SpoolError::Full { .. }) => {
+                tracing::warn!(%error, "ingestion refused");
+                ApiError::Unavailable(StoreKind::ClickHouse)
+            }
+            IngestError::Spool(SpoolError::Io(cause)) => ApiError::Internal(cause),
         }
     }
 }

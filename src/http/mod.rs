@@ -43,6 +43,7 @@ pub fn app(
                 .wrap(from_fn(middleware::rate_limit::rate_limit))
                 .wrap(from_fn(middleware::authenticate::authenticate))
                 .configure(routes::api_keys::configure)
+                .configure(routes::analytics::configure)
                 .configure(routes::files::configure)
                 .configure(routes::sessions::configure)
                 .configure(routes::rate_limit::configure)

@@ -28,6 +28,7 @@ pub fn stack_settings() -> Settings {
     let mut settings = Settings::load(None).expect("the stack's settings load");
     settings.server.port = 0;
     settings.server.workers = 1;
+    settings.analytics.spool_dir = temp_dir("spool");
     settings
 }
 
@@ -69,6 +70,13 @@ macro_rules! in_both_redis_modes {
     };
 }
 
+/// A fresh folder under the system's temporary one.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("sgw-{prefix}")));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    dir
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
@@ -103,6 +111,9 @@ pub async fn spawn_app_for(settings: Settings, tenant: TenantId) -> TestApp {
         base,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            // Well inside the server's 5 s keep-alive, so a pooled
+            // connection is never reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("client builds"),
         tenant,
@@ -231,6 +242,43 @@ pub async fn ref_count(cid: &str) -> i64 {
         .await
         .expect("the CID has a blob row");
     row.get(0)
+}
+
+/// A client of the stack's ClickHouse analytics database, for looking
+/// behind the API.
+pub fn clickhouse() -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_HOST").expect("stack env"))
+        .with_database(std::env::var("CLICKHOUSE_DB").expect("stack env"))
+        .with_validation(false)
+}
+
+/// Distinct events of the tenant in `user_activity`: each counted once,
+/// however often a replay inserted it.
+pub async fn user_activity_count(tenant: &TenantId) -> u64 {
+    clickhouse()
+        .query("SELECT uniqExact(event_id) FROM user_activity WHERE tenant_id = ?")
+        .bind(tenant.as_str())
+        .fetch_one::<u64>()
+        .await
+        .expect("ClickHouse answers")
+}
+
+/// Waits until the tenant has `expected` events in ClickHouse, failing
+/// after `within` with what it found.
+pub async fn wait_for_user_activity(tenant: &TenantId, expected: u64, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let found = user_activity_count(tenant).await;
+        if found == expected {
+            return;
+        }
+        assert!(
+            found < expected && std::time::Instant::now() < deadline,
+            "expected {expected} events of {tenant} in ClickHouse, found {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Runs `scripts/stack ARGS`, failing the test if it fails.

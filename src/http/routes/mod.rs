@@ -1,5 +1,6 @@
 //! Routes, one module per resource.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod cache;
 pub mod files;

@@ -33,6 +33,24 @@ pub struct FileDownloadRow {
 }
 
 impl ClickHouse {
+    /// Inserts rows already written as JSON lines (`JSONEachRow`) into
+    /// `table`, in one insert. The table name is part of the SQL text, so
+    /// only names fixed in the code are accepted.
+    pub async fn insert_json_rows(
+        &self,
+        table: &'static str,
+        rows: bytes::Bytes,
+    ) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        self.guard
+            .run("insert_events", async {
+                let mut insert = self.client.insert_formatted_with(sql);
+                insert.send(rows).await.map_err(clickhouse_error)?;
+                insert.end().await.map_err(clickhouse_error)
+            })
+            .await
+    }
+
     /// Inserts `rows` into `table` in one RowBinary insert.
     pub async fn insert_rows<T>(&self, table: &'static str, rows: &[T]) -> Result<(), StoreError>
     where

@@ -1,0 +1,165 @@
+//! Event ingestion into the real ClickHouse, through the gateway's spool.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    json, spawn_app, spawn_app_with, stack_settings, user_activity_count, wait_for_user_activity,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use storage_gateway::auth::Scope;
+
+fn batch(n: usize, event_type: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "event_id": uuid::Uuid::new_v4().to_string(),
+                "event_type": event_type,
+                "user_id": format!("user-{}", i % 7),
+                "timestamp": "2026-11-20T10:00:00Z",
+                "properties": {"i": i},
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn accepted_events_reach_clickhouse_once_each() {
+    let app = spawn_app().await;
+    let events = batch(50, "click");
+    let response = app.post_json("/analytics/events", &json!(events)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json(response).await;
+    assert_eq!(body["accepted"], 50);
+    assert_eq!(body["event_ids"][0], events[0]["event_id"]);
+
+    // NDJSON, and events without ids or times: the gateway fills them in.
+    let ndjson: String = (0..20)
+        .map(|i| format!("{{\"event_type\": \"view\", \"properties\": {{\"n\": {i}}}}}\n"))
+        .collect();
+    let response = app
+        .request(reqwest::Method::POST, "/analytics/events")
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let ids = json(response).await["event_ids"].as_array().unwrap().len();
+    assert_eq!(ids, 20);
+
+    // One object alone is a batch of one.
+    let single = app
+        .post_json(
+            "/analytics/events",
+            &json!({"event_type": "login", "user_id": "u"}),
+        )
+        .await;
+    assert_eq!(single.status(), StatusCode::ACCEPTED);
+    wait_for_user_activity(&app.tenant, 71, Duration::from_secs(30)).await;
+
+    // The same batch again (a client's retry) is counted once.
+    let again = app.post_json("/analytics/events", &json!(events)).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let marker = app
+        .post_json("/analytics/events", &json!({"event_type": "marker"}))
+        .await;
+    assert_eq!(marker.status(), StatusCode::ACCEPTED);
+    wait_for_user_activity(&app.tenant, 72, Duration::from_secs(30)).await;
+
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("gateway_analytics_events_total{outcome=\"inserted\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_event_is_refused_whole() {
+    let app = spawn_app().await;
+    let mut events = batch(3, "click");
+    events[1]["timestamp"] = json!("last tuesday");
+    events.push(json!({"event_type": "has space"}));
+    let response = app.post_json("/analytics/events", &json!(events)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json(response).await;
+    assert_eq!(body["error"]["code"], "invalid_events");
+    let named: Vec<u64> = body["error"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(named, vec![1, 3]);
+    assert!(body["error"]["events"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("RFC 3339"));
+
+    for (content_type, body, mentions) in [
+        ("application/json", "{oops", "not JSON"),
+        ("application/json", "[]", "no events"),
+        ("application/json", "42", "object"),
+        (
+            "application/x-ndjson",
+            "{\"event_type\": \"a\"}\nnope\n",
+            "line 2",
+        ),
+    ] {
+        let response = app
+            .request(reqwest::Method::POST, "/analytics/events")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let message = json(response).await["error"]["message"].to_string();
+        assert!(message.contains(mentions), "{body}: {message}");
+    }
+
+    // Events are shipped in the order accepted: once a later one is in
+    // ClickHouse, the refused ones would be too, had they been taken.
+    let later = app
+        .post_json("/analytics/events", &json!({"event_type": "later"}))
+        .await;
+    assert_eq!(later.status(), StatusCode::ACCEPTED);
+    wait_for_user_activity(&app.tenant, 1, Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn sizes_and_scopes_are_bounded() {
+    let mut settings = stack_settings();
+    settings.analytics.max_body_bytes = 2_000;
+    settings.analytics.max_events_per_request = 5;
+    let app = spawn_app_with(settings).await;
+    let too_many = app
+        .post_json("/analytics/events", &json!(batch(6, "a")))
+        .await;
+    assert_eq!(too_many.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json(too_many).await["error"]["message"]
+        .to_string()
+        .contains("max_events_per_request"));
+    let too_big = app
+        .post_json(
+            "/analytics/events",
+            &json!({"event_type": "a", "properties": {"x": "y".repeat(3_000)}}),
+        )
+        .await;
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let reader = app.key_with(&[Scope::AnalyticsRead]).await;
+    let forbidden = app
+        .http
+        .post(app.url("/analytics/events"))
+        .bearer_auth(&reader)
+        .json(&json!({"event_type": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(user_activity_count(&app.tenant).await, 0);
+}
