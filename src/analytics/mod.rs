@@ -93,24 +93,23 @@ impl Analytics {
             )));
         }
         let count = events.len() as u64;
-        let rows = events::validate(
+        let prefix = spool::line_prefix("user_activity", spool::now_ms());
+        let mut lines = Vec::with_capacity(body.len() + events.len() * (prefix.len() + 64));
+        let ids = events::validate(
             tenant,
-            events,
+            &events,
             self.settings.max_properties_bytes,
             OffsetDateTime::now_utc(),
+            &prefix,
+            &mut lines,
         )
         .map_err(|rejections| {
             self.count("rejected", count);
             IngestError::Rejected(rejections)
         })?;
-        let accepted_ms = spool::now_ms();
-        let mut lines = Vec::with_capacity(rows.iter().map(|r| r.json.len() + 40).sum());
-        for row in &rows {
-            spool::push_line(&mut lines, "user_activity", accepted_ms, &row.json);
-        }
         self.spool.append(lines, count).await?;
         self.count("accepted", count);
-        Ok(rows.into_iter().map(|row| row.event_id).collect())
+        Ok(ids)
     }
 
     pub fn file_uploaded(&self, file: &FileRow) {

@@ -90,12 +90,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What comes before the row on a line for `table`.
+pub fn line_prefix(table: &str, accepted_ms: u64) -> Vec<u8> {
+    format!("{table}\t{accepted_ms}\t").into_bytes()
+}
+
 /// Appends one line for `table` to `buffer`.
 pub fn push_line(buffer: &mut Vec<u8>, table: &str, accepted_ms: u64, row_json: &str) {
-    buffer.extend_from_slice(table.as_bytes());
-    buffer.push(b'\t');
-    buffer.extend_from_slice(accepted_ms.to_string().as_bytes());
-    buffer.push(b'\t');
+    buffer.extend_from_slice(&line_prefix(table, accepted_ms));
     buffer.extend_from_slice(row_json.as_bytes());
     buffer.push(b'\n');
 }

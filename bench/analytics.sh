@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Event ingestion benchmark, in one run on this machine: events per second
+# accepted by the gateway and visible in ClickHouse, against clickhouse-client
+# inserting the same rows directly.
+#
+#   batch    POST /analytics/events with NDJSON batches of BATCH events,
+#            CONCURRENCY requests at a time
+#   single   POST /analytics/events with one event per request (wrk, 10 s)
+#   direct   clickhouse-client INSERT ... FORMAT JSONEachRow of the same rows
+#
+# Each rate runs from the first request to the moment ClickHouse counts
+# every event (uniqExact of the event ids), so it covers the spool, the
+# batching and the insert.
+#
+# Usage: bench/analytics.sh [EVENTS=500000] [BATCH=10000] [CONCURRENCY=4]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+source "$REPO_ROOT/scripts/lib/install.sh"
+cd "$REPO_ROOT"
+
+EVENTS=${1:-500000}
+BATCH=${2:-10000}
+CONCURRENCY=${3:-4}
+
+ensure_debian_packages wrk
+scripts/stack up
+eval "$(scripts/stack env)"
+log "building the gateway (release)"
+cargo build --locked --release --quiet
+gateway_bin="$REPO_ROOT/target/release/storage-gateway"
+
+work=$(mktemp -d)
+gateway_pid=""
+cleanup() {
+  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$((GATEWAY_PORT + 102))
+base="http://127.0.0.1:$port"
+# The gateway's own per-key limit is lifted: this measures ingestion.
+cat >"$work/bench.toml" <<TOML
+[rate_limit]
+gateway_policy = ""
+TOML
+GATEWAY__ANALYTICS__SPOOL_DIR="$work/spool" PORT=$port RUST_LOG=warn \
+  "$gateway_bin" serve --config "$work/bench.toml" 2>>"$work/gateway.log" &
+gateway_pid=$!
+wait_for_port "$port" 60 || die "the gateway did not start (log: $work/gateway.log)"
+tenant="bench-$(date +%s)"
+key=$("$gateway_bin" keys create --tenant "$tenant" --scopes all --name bench)
+
+ch() { curl -sS -f "$CLICKHOUSE_HOST/?database=$CLICKHOUSE_DB" --data-binary "$1"; }
+# count TENANT: distinct events of TENANT in ClickHouse.
+count() { ch "SELECT uniqExact(event_id) FROM user_activity WHERE tenant_id = '$1'"; }
+# wait_for TENANT N: waits until ClickHouse counts N events of TENANT.
+wait_for() {
+  for _ in $(seq 1 3000); do
+    [ "$(count "$1")" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  die "ClickHouse holds $(count "$1") of $2 events of $1"
+}
+
+log "writing $EVENTS events as NDJSON batches of $BATCH, and as ClickHouse rows"
+python3 - "$work" "$EVENTS" "$BATCH" "$tenant-direct" <<'PY'
+import json, os, sys, time, uuid
+work, events, batch, direct_tenant = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+os.makedirs(f"{work}/batches")
+now = int(time.time())
+stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+with open(f"{work}/direct.ndjson", "w") as direct:
+    for start in range(0, events, batch):
+        with open(f"{work}/batches/{start:012d}.ndjson", "w") as out:
+            for i in range(start, min(start + batch, events)):
+                event_id = str(uuid.uuid4())
+                properties = {"page": f"/p/{i % 100}", "ms": i % 1000}
+                out.write(json.dumps({"event_id": event_id, "event_type": "page_view",
+                    "user_id": f"user-{i % 5000}", "timestamp": stamp, "properties": properties}) + "\n")
+                direct.write(json.dumps({"event_id": str(uuid.uuid4()), "tenant_id": direct_tenant,
+                    "user_id": f"user-{i % 5000}", "event_type": "page_view", "timestamp": now,
+                    "properties": json.dumps(properties, separators=(",", ":"))}) + "\n")
+PY
+
+log "batch endpoint: $EVENTS events, $CONCURRENCY requests at a time"
+started=$(date +%s.%N)
+ls "$work"/batches/*.ndjson | xargs -P "$CONCURRENCY" -I{} \
+  curl -sS -f -o /dev/null -H "Authorization: Bearer $key" -H "Content-Type: application/x-ndjson" \
+  --data-binary @{} "$base/analytics/events"
+accepted=$(date +%s.%N)
+wait_for "$tenant" "$EVENTS"
+visible=$(date +%s.%N)
+
+log "single-event requests: wrk for 10 s"
+cat >"$work/single.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+local counter = 0
+math.randomseed(os.time())
+request = function()
+  counter = counter + 1
+  local id = string.format("%08x-%04x-4%03x-a%03x-%012x", math.random(0, 0xffffffff),
+    math.random(0, 0xffff), math.random(0, 0xfff), math.random(0, 0xfff), counter)
+  return wrk.format(nil, nil, nil,
+    '{"event_id": "' .. id .. '", "event_type": "click", "user_id": "single", "properties": {"n": ' .. counter .. '}}')
+end
+LUA
+before_single=$(count "$tenant")
+single_started=$(date +%s.%N)
+wrk -t1 -c32 -d10s -s "$work/single.lua" "$base/analytics/events" >"$work/wrk.txt"
+grep -q "Non-2xx" "$work/wrk.txt" && die "wrk saw error responses: $(cat "$work/wrk.txt")"
+sent=$(python3 -c 'import re,sys; print(re.search(r"(\d+) requests in", open(sys.argv[1]).read()).group(1))' "$work/wrk.txt")
+wait_for "$tenant" $((before_single + sent))
+single_visible=$(date +%s.%N)
+
+log "direct: clickhouse-client inserting the same number of rows"
+direct_started=$(date +%s.%N)
+clickhouse-client --port "$CLICKHOUSE_TCP_PORT" --database "$CLICKHOUSE_DB" \
+  --query "INSERT INTO user_activity (event_id, tenant_id, user_id, event_type, timestamp, properties) FORMAT JSONEachRow" \
+  <"$work/direct.ndjson"
+direct_done=$(date +%s.%N)
+wait_for "$tenant-direct" "$EVENTS"
+
+python3 - "$EVENTS" "$started" "$accepted" "$visible" "$sent" "$single_started" "$single_visible" \
+  "$direct_started" "$direct_done" "$BATCH" "$CONCURRENCY" <<'PY'
+import sys
+events = int(sys.argv[1])
+started, accepted, visible = (float(x) for x in sys.argv[2:5])
+sent = int(sys.argv[5])
+single_started, single_visible, direct_started, direct_done = (float(x) for x in sys.argv[6:10])
+batch, concurrency = sys.argv[10:12]
+batch_rate = events / (visible - started)
+direct_rate = events / (direct_done - direct_started)
+single_rate = sent / (single_visible - single_started)
+print(f"\nevent ingestion: {events} events, accepted and counted in ClickHouse")
+print(f"  batch endpoint   {batch_rate:10.0f} events/s   (NDJSON x {batch}, {concurrency} at a time; all accepted after {accepted - started:.2f} s, all visible after {visible - started:.2f} s)")
+print(f"  single events    {single_rate:10.0f} events/s   ({sent} requests in 10 s, visible {single_visible - single_started:.2f} s after the first)")
+print(f"  clickhouse-client{direct_rate:10.0f} events/s   (one INSERT of the same rows)")
+print(f"  batch / direct = {batch_rate / direct_rate:.2f}")
+PY
