@@ -473,6 +473,29 @@ fn read_acked(dir: &Path) -> Result<Position, SpoolError> {
     }
 }
 
+/// Counts the lines in `length` bytes of `file` from where it stands, and
+/// where the last whole line ends (relative to that start). Reads in
+/// pieces: a segment can be large.
+fn scan_lines(file: &mut File, length: u64) -> Result<(u64, u64), SpoolError> {
+    let mut reader = BufReader::with_capacity(1 << 16, file.take(length));
+    let (mut lines, mut read, mut whole) = (0u64, 0u64, 0u64);
+    loop {
+        let chunk = reader.fill_buf().map_err(io_error)?;
+        if chunk.is_empty() {
+            return Ok((lines, whole));
+        }
+        for (i, byte) in chunk.iter().enumerate() {
+            if *byte == b'\n' {
+                lines += 1;
+                whole = read + i as u64 + 1;
+            }
+        }
+        let taken = chunk.len();
+        read += taken as u64;
+        reader.consume(taken);
+    }
+}
+
 /// Cuts a segment back to its last whole line (a crash can tear the last
 /// write) and returns its length.
 fn repair_tail(path: &Path) -> Result<u64, SpoolError> {
@@ -481,17 +504,13 @@ fn repair_tail(path: &Path) -> Result<u64, SpoolError> {
         .write(true)
         .open(path)
         .map_err(io_error)?;
-    let mut content = Vec::new();
-    file.read_to_end(&mut content).map_err(io_error)?;
-    let whole = content
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |i| i + 1);
-    if whole < content.len() {
-        file.set_len(whole as u64).map_err(io_error)?;
+    let length = file.metadata().map_err(io_error)?.len();
+    let (_, whole) = scan_lines(&mut file, length)?;
+    if whole < length {
+        file.set_len(whole).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
     }
-    Ok(whole as u64)
+    Ok(whole)
 }
 
 /// Bytes and lines between two positions.
@@ -502,22 +521,22 @@ fn measure(dir: &Path, from: Position, to: Position) -> Result<(u64, u64), Spool
         if segment < from.segment || segment > to.segment {
             continue;
         }
-        let content = fs::read(segment_path(dir, segment)).map_err(io_error)?;
+        let mut file = File::open(segment_path(dir, segment)).map_err(io_error)?;
+        let length = file.metadata().map_err(io_error)?.len();
         let start = if segment == from.segment {
-            from.offset as usize
+            from.offset.min(length)
         } else {
             0
         };
         let end = if segment == to.segment {
-            to.offset as usize
+            to.offset.min(length)
         } else {
-            content.len()
+            length
         };
-        let slice = content
-            .get(start..end.min(content.len()))
-            .unwrap_or_default();
-        bytes += slice.len() as u64;
-        lines += slice.iter().filter(|b| **b == b'\n').count() as u64;
+        file.seek(SeekFrom::Start(start)).map_err(io_error)?;
+        let (counted, _) = scan_lines(&mut file, end.saturating_sub(start))?;
+        bytes += end.saturating_sub(start);
+        lines += counted;
     }
     Ok((bytes, lines))
 }
