@@ -466,3 +466,97 @@ async fn redis_down_fails_each_policy_its_own_way_and_recovers() {
     assert_eq!(created.status(), 201);
     assert_eq!(check("closed").send().await.unwrap().status(), 200);
 }
+
+/// Freezes the stack's Redis (SIGSTOP), as an overloaded or hung server
+/// looks from outside: connections stay open and nothing answers.
+fn freeze_redis(frozen: bool) {
+    let pid_file = std::path::PathBuf::from(std::env::var("STACK_DIR").expect("stack env"))
+        .join("run/redis.pid");
+    let pid = std::fs::read_to_string(pid_file).expect("Redis runs");
+    let signal = if frozen { "-STOP" } else { "-CONT" };
+    let status = std::process::Command::new("kill")
+        .args([signal, pid.trim()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_timed_out() {
+    use storage_gateway::config::{LimitSettings, PolicySettings, RedisDownMode};
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = common::stack_settings();
+    for (name, on_redis_down) in [
+        ("open", RedisDownMode::Open),
+        ("closed", RedisDownMode::Closed),
+    ] {
+        settings.rate_limit.policies.insert(
+            name.into(),
+            PolicySettings {
+                limits: vec![LimitSettings {
+                    name: "m".into(),
+                    limit: 100,
+                    window: "1m".into(),
+                    burst: None,
+                }],
+                shadow: false,
+                on_redis_down,
+            },
+        );
+    }
+    let app = common::spawn_app_with(settings).await;
+    let check = |policy: &str| {
+        app.request(reqwest::Method::POST, "/rate-limit/check")
+            .json(&serde_json::json!({"key": "u", "policy": policy}))
+    };
+    // Connected and warm before Redis stops answering.
+    assert_eq!(check("closed").send().await.unwrap().status(), 200);
+    freeze_redis(true);
+    let outcome = AssertUnwindSafe(async {
+        assert_unavailable(within_bound(check("closed")).await, "redis").await;
+        let open = json(within_bound(check("open")).await).await;
+        assert_eq!(open["checked"], false, "{open}");
+        let cached = within_bound(app.request(reqwest::Method::GET, "/cache/get/k")).await;
+        assert_unavailable(cached, "redis").await;
+    })
+    .catch_unwind()
+    .await;
+    freeze_redis(false);
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    wait_until_ready(&app).await;
+    assert_eq!(check("closed").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_redis_cluster_that_is_down_gives_503_naming_redis() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = common::spawn_app_with(common::settings_for(common::RedisMode::Cluster)).await;
+    let set = || {
+        app.request(reqwest::Method::POST, "/cache/set")
+            .json(&serde_json::json!({"key": "k", "value": 1}))
+    };
+    assert_eq!(set().send().await.unwrap().status(), 200);
+    with_service_stopped("redis-cluster", || async {
+        assert_unavailable(within_bound(set()).await, "redis").await;
+        let session = within_bound(
+            app.request(reqwest::Method::POST, "/session/create")
+                .json(&serde_json::json!({"user_id": "u"})),
+        )
+        .await;
+        assert_unavailable(session, "redis").await;
+    })
+    .await;
+    // Back without a restart of the gateway, once the cluster is whole again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = set().send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not come back: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
