@@ -16,6 +16,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 source "$REPO_ROOT/scripts/lib/install.sh"
+source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 
 EVENTS=${1:-500000}
@@ -23,19 +24,8 @@ BATCH=${2:-10000}
 CONCURRENCY=${3:-4}
 
 ensure_debian_packages wrk
-scripts/stack up
-eval "$(scripts/stack env)"
-log "building the gateway (release)"
-cargo build --locked --release --quiet
-gateway_bin="$REPO_ROOT/target/release/storage-gateway"
-
-work=$(mktemp -d)
-gateway_pid=""
-cleanup() {
-  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
+trap bench_cleanup EXIT
 
 port=$((GATEWAY_PORT + 102))
 base="http://127.0.0.1:$port"
@@ -44,10 +34,7 @@ cat >"$work/bench.toml" <<TOML
 [rate_limit]
 gateway_policy = ""
 TOML
-GATEWAY__ANALYTICS__SPOOL_DIR="$work/spool" PORT=$port RUST_LOG=warn \
-  "$gateway_bin" serve --config "$work/bench.toml" 2>>"$work/gateway.log" &
-gateway_pid=$!
-wait_for_port "$port" 60 || die "the gateway did not start (log: $work/gateway.log)"
+start_gateway "$port" --config "$work/bench.toml"
 tenant="bench-$(date +%s)"
 key=$("$gateway_bin" keys create --tenant "$tenant" --scopes all --name bench)
 

@@ -12,6 +12,7 @@
 # blocks already stored by another. Reports medians (MiB/s) and ratios.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 
 SIZE_MIB=${1:-256}
@@ -20,14 +21,7 @@ LARGE_MIB=${3:-1024}
 CHUNKER=size-262144
 ADD_QUERY="cid-version=1&raw-leaves=true&chunker=$CHUNKER&inline=true&inline-limit=32"
 
-scripts/stack up
-eval "$(scripts/stack env)"
-log "building the gateway (release)"
-cargo build --locked --release --quiet
-gateway_bin="$REPO_ROOT/target/release/storage-gateway"
-
-work=$(mktemp -d)
-gateway_pid=""
+bench_setup
 key=""
 bench_port=$((GATEWAY_PORT + 100))
 gateway_url="http://127.0.0.1:$bench_port"
@@ -44,7 +38,7 @@ cleanup() {
   for cid in "${cluster_cids[@]}"; do
     curl -sS -o /dev/null -X DELETE "$cluster_api/pins/$cid" || true
   done
-  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
+  stop_gateway
   # Unpins reach the Kubo nodes asynchronously; collect once every peer
   # reports the content unpinned.
   for cid in "${gateway_cids[@]}" "${cluster_cids[@]}"; do
@@ -58,17 +52,11 @@ sys.exit(0 if all(p["status"] == "unpinned" for p in peers.values()) else 1)' &&
   for node in "${NODES[@]}"; do
     curl -sS -o /dev/null -X POST "http://127.0.0.1:$(kubo_api_port "$node")/api/v0/repo/gc" || true
   done
-  rm -rf "$work"
+  bench_cleanup
 }
 trap cleanup EXIT
 
-start_gateway() {
-  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null || true
-  GATEWAY__ANALYTICS__SPOOL_DIR="$work/spool" PORT=$bench_port RUST_LOG=warn "$gateway_bin" serve 2>>"$work/gateway.log" &
-  gateway_pid=$!
-  wait_for_port "$bench_port" 60 || die "the gateway did not start (log: $work/gateway.log)"
-}
-start_gateway
+start_gateway "$bench_port"
 key=$("$gateway_bin" keys create --tenant "bench-$(date +%s)" --scopes all --name bench)
 
 kubo_api="http://127.0.0.1:$(kubo_api_port 1)/api/v0"
@@ -128,7 +116,6 @@ record() { seconds[$1]="${seconds[$1]:-} $2"; }
 # machine a proxy's throughput is bounded by the CPU the whole chain needs,
 # so the report shows where each transfer's CPU went.
 kubo_pid=$(cat "$RUN_DIR/kubo1.pid")
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 declare -A cpu
 # timed ACTION CONTENDER ARG: runs "ACTION_CONTENDER ARG", records its
 # seconds and the CPU the gateway and Kubo used meanwhile, and leaves what
@@ -173,7 +160,7 @@ done
 rm -f "$work/file.bin"
 
 log "peak RSS of a fresh gateway over a ${LARGE_MIB} MiB upload and download"
-start_gateway
+start_gateway "$bench_port"
 rss_after_start=$(awk '/VmHWM/ {print $2}' "/proc/$gateway_pid/status")
 large_cid=$(head -c "$((LARGE_MIB * 1048576))" /dev/urandom |
   curl -sS -f -X POST -T - -H "Authorization: Bearer $key" -H "Content-Type: application/octet-stream" \

@@ -15,25 +15,15 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 source "$REPO_ROOT/scripts/lib/install.sh"
+source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 
 DURATION=${1:-10}
 CONNECTIONS=${2:-32}
 
 ensure_debian_packages wrk hey
-scripts/stack up
-eval "$(scripts/stack env)"
-log "building the gateway (release)"
-cargo build --locked --release --quiet
-gateway_bin="$REPO_ROOT/target/release/storage-gateway"
-
-work=$(mktemp -d)
-gateway_pid=""
-cleanup() {
-  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
+trap bench_cleanup EXIT
 
 cat >"$work/bench.toml" <<TOML
 [rate_limit]
@@ -46,9 +36,7 @@ TOML
 
 port=$((GATEWAY_PORT + 101))
 base="http://127.0.0.1:$port"
-GATEWAY__ANALYTICS__SPOOL_DIR="$work/spool" PORT=$port RUST_LOG=warn "$gateway_bin" serve --config "$work/bench.toml" 2>>"$work/gateway.log" &
-gateway_pid=$!
-wait_for_port "$port" 60 || die "the gateway did not start (log: $work/gateway.log)"
+start_gateway "$port" --config "$work/bench.toml"
 key=$("$gateway_bin" keys create --tenant "bench-$(date +%s)" --scopes all --name bench)
 auth="Authorization: Bearer $key"
 
@@ -71,7 +59,6 @@ declare -A method=([no_io]=GET [session]=GET [rate_limit]=POST [cache]=GET)
 declare -A path=([no_io]=/health [session]="/session/$session" [rate_limit]=/rate-limit/check [cache]=/cache/get/bench:report)
 
 redis_pid=$(cat "$RUN_DIR/redis.pid")
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 
 # wrk_run NAME: prints "RPS P50_MS P99_MS GATEWAY_CPU_MS REDIS_CPU_MS".
 wrk_run() {
