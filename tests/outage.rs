@@ -375,6 +375,31 @@ async fn a_killed_gateway_ships_every_acknowledged_event_after_restart() {
     restarted.process.wait().unwrap();
 }
 
+/// The stack's settings with two rate-limit policies of 100 a minute:
+/// `open` allows when Redis is down, `closed` answers 503.
+fn open_and_closed_policies() -> storage_gateway::config::Settings {
+    use storage_gateway::config::{LimitSettings, PolicySettings, RedisDownMode};
+    let mut settings = common::stack_settings();
+    for (name, on_redis_down) in [
+        ("open", RedisDownMode::Open),
+        ("closed", RedisDownMode::Closed),
+    ] {
+        let limit = LimitSettings {
+            name: "m".into(),
+            limit: 100,
+            window: "1m".into(),
+            burst: None,
+        };
+        let policy = PolicySettings {
+            limits: vec![limit],
+            shadow: false,
+            on_redis_down,
+        };
+        settings.rate_limit.policies.insert(name.into(), policy);
+    }
+    settings
+}
+
 /// Answers of the Redis-backed endpoints while Redis is stopped: each comes
 /// back at once, well within this bound, rather than hanging.
 const NO_HANG: Duration = Duration::from_secs(10);
@@ -388,28 +413,8 @@ async fn within_bound(request: reqwest::RequestBuilder) -> reqwest::Response {
 
 #[tokio::test]
 async fn redis_down_fails_each_policy_its_own_way_and_recovers() {
-    use storage_gateway::config::{LimitSettings, PolicySettings, RedisDownMode};
     let _turn = ONE_AT_A_TIME.lock().await;
-    let mut settings = common::stack_settings();
-    for (name, on_redis_down) in [
-        ("open", RedisDownMode::Open),
-        ("closed", RedisDownMode::Closed),
-    ] {
-        settings.rate_limit.policies.insert(
-            name.into(),
-            PolicySettings {
-                limits: vec![LimitSettings {
-                    name: "m".into(),
-                    limit: 100,
-                    window: "1m".into(),
-                    burst: None,
-                }],
-                shadow: false,
-                on_redis_down,
-            },
-        );
-    }
-    let app = common::spawn_app_with(settings).await;
+    let app = common::spawn_app_with(open_and_closed_policies()).await;
     let check = |policy: &str| {
         app.request(reqwest::Method::POST, "/rate-limit/check")
             .json(&serde_json::json!({"key": "u", "policy": policy}))
@@ -483,28 +488,8 @@ fn freeze_redis(frozen: bool) {
 
 #[tokio::test]
 async fn a_redis_that_does_not_answer_is_timed_out() {
-    use storage_gateway::config::{LimitSettings, PolicySettings, RedisDownMode};
     let _turn = ONE_AT_A_TIME.lock().await;
-    let mut settings = common::stack_settings();
-    for (name, on_redis_down) in [
-        ("open", RedisDownMode::Open),
-        ("closed", RedisDownMode::Closed),
-    ] {
-        settings.rate_limit.policies.insert(
-            name.into(),
-            PolicySettings {
-                limits: vec![LimitSettings {
-                    name: "m".into(),
-                    limit: 100,
-                    window: "1m".into(),
-                    burst: None,
-                }],
-                shadow: false,
-                on_redis_down,
-            },
-        );
-    }
-    let app = common::spawn_app_with(settings).await;
+    let app = common::spawn_app_with(open_and_closed_policies()).await;
     let check = |policy: &str| {
         app.request(reqwest::Method::POST, "/rate-limit/check")
             .json(&serde_json::json!({"key": "u", "policy": policy}))
