@@ -95,6 +95,12 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 
 /// A gateway whose test key belongs to `tenant`, for settings that name it.
 pub async fn spawn_app_for(settings: Settings, tenant: TenantId) -> TestApp {
+    // The gateway's warnings and errors go to the test's captured output,
+    // shown when the test fails: an internal error names its cause there.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
     let app = Application::build(settings)
         .await
         .expect("the gateway starts");
