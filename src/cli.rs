@@ -47,7 +47,7 @@ enum KeysCommand {
         #[arg(long)]
         tenant: String,
         /// Comma-separated scopes: files:read, files:write, analytics:read,
-        /// analytics:write, sessions, ratelimit, cache, admin, or all.
+        /// analytics:write, sessions, ratelimit, cache, challenges, admin, or all.
         #[arg(long)]
         scopes: String,
         /// A label to recognise the key by.

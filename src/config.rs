@@ -78,6 +78,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub rate_limit: RateLimitSettings,
     pub cache: CacheSettings,
+    pub dashboards: DashboardSettings,
+    pub challenges: ChallengeSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +143,50 @@ pub struct CacheSettings {
     pub max_key_bytes: usize,
     /// Largest value, in bytes of JSON.
     pub max_value_bytes: usize,
+}
+
+/// The dashboard queries and their read-through cache in Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// How long an answer is fresh, per endpoint, in seconds.
+    pub user_activity_ttl_secs: u64,
+    pub challenge_stats_ttl_secs: u64,
+    pub file_stats_ttl_secs: u64,
+    pub api_usage_ttl_secs: u64,
+    /// After it turns stale, an answer is still served for this long while
+    /// one refresh runs (0: stale answers wait for the refresh).
+    pub stale_while_revalidate_secs: u64,
+    /// How long an answer is kept to be served when ClickHouse is down.
+    pub stale_if_error_secs: u64,
+    /// Longest a gateway holds the Redis lock that lets only one gateway
+    /// run a query for a cold key; the others wait up to this long.
+    pub lock_ms: u64,
+    /// Longest range a query may cover, in days.
+    pub max_range_days: u64,
+    /// Most buckets (range divided by interval) in one answer.
+    pub max_buckets: u64,
+    /// Most rows of one answer; an answer cut there says `truncated`.
+    pub max_rows: u64,
+}
+
+/// Challenges, submissions and leaderboards.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeSettings {
+    /// Outputs larger than this go to IPFS as a file; smaller ones stay in
+    /// Postgres, inline.
+    pub inline_output_max_bytes: usize,
+    /// Largest submission request (code, output and the rest), in bytes.
+    pub max_submission_bytes: usize,
+    /// Largest `code` of a submission, in bytes.
+    pub max_code_bytes: usize,
+    /// Entries a leaderboard answer holds when `limit` is absent, and at most.
+    pub leaderboard_default_limit: u32,
+    pub leaderboard_max_limit: u32,
+    /// A leaderboard in Redis is rebuilt from Postgres at least this often,
+    /// so an update Redis missed while it was down is repaired.
+    pub leaderboard_rebuild_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -443,6 +489,7 @@ impl Settings {
             ));
         }
         self.validate_sessions_and_cache()?;
+        self.validate_dashboards_and_challenges()?;
         crate::rate_limit::Policies::from_settings(&self.rate_limit)
             .map_err(|(key, problem)| ConfigError::new(&key, problem))?;
         if self.postgres.pool_size == 0 {
@@ -465,6 +512,58 @@ impl Settings {
 }
 
 impl Settings {
+    fn validate_dashboards_and_challenges(&self) -> Result<(), ConfigError> {
+        let dashboards = &self.dashboards;
+        let challenges = &self.challenges;
+        for (key, value) in [
+            (
+                "dashboards.user_activity_ttl_secs",
+                dashboards.user_activity_ttl_secs,
+            ),
+            (
+                "dashboards.challenge_stats_ttl_secs",
+                dashboards.challenge_stats_ttl_secs,
+            ),
+            (
+                "dashboards.file_stats_ttl_secs",
+                dashboards.file_stats_ttl_secs,
+            ),
+            (
+                "dashboards.api_usage_ttl_secs",
+                dashboards.api_usage_ttl_secs,
+            ),
+            ("dashboards.lock_ms", dashboards.lock_ms),
+            ("dashboards.max_range_days", dashboards.max_range_days),
+            ("dashboards.max_buckets", dashboards.max_buckets),
+            ("dashboards.max_rows", dashboards.max_rows),
+            (
+                "challenges.max_submission_bytes",
+                challenges.max_submission_bytes as u64,
+            ),
+            (
+                "challenges.max_code_bytes",
+                challenges.max_code_bytes as u64,
+            ),
+            (
+                "challenges.leaderboard_rebuild_secs",
+                challenges.leaderboard_rebuild_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        if challenges.leaderboard_default_limit < 1
+            || challenges.leaderboard_max_limit < challenges.leaderboard_default_limit
+        {
+            return Err(ConfigError::new(
+                "challenges.leaderboard_default_limit",
+                "needs 1 <= leaderboard_default_limit <= leaderboard_max_limit",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_sessions_and_cache(&self) -> Result<(), ConfigError> {
         let analytics = &self.analytics;
         for (key, value) in [

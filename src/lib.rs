@@ -6,8 +6,10 @@
 pub mod analytics;
 pub mod auth;
 pub mod cache;
+pub mod challenges;
 pub mod cli;
 pub mod config;
+pub mod dashboards;
 pub mod files;
 pub mod http;
 pub mod metrics;

@@ -48,6 +48,12 @@ pub const ANALYTICS_OLDEST_PENDING_SECONDS: &str = "gateway_analytics_oldest_pen
 const ANALYTICS_OLDEST_PENDING_HELP: &str =
     "Age of the oldest event not yet acknowledged by ClickHouse (0 when none waits).";
 
+pub const DASHBOARD_REQUESTS_TOTAL: &str = "gateway_dashboard_requests_total";
+const DASHBOARD_REQUESTS_HELP: &str = "Dashboard query requests by report and how they were answered: hit (fresh from the Redis cache), miss (computed in ClickHouse, here or by another gateway), stale (an older answer, while a refresh runs or ClickHouse is down), bypassed (Redis unavailable, answered straight from ClickHouse), failed.";
+
+pub const DASHBOARD_QUERIES_TOTAL: &str = "gateway_dashboard_queries_total";
+const DASHBOARD_QUERIES_HELP: &str = "Dashboard queries this gateway ran in ClickHouse, by report.";
+
 /// Route label for requests that matched no route, so unknown paths cannot
 /// blow up the label set.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -72,6 +78,8 @@ pub struct Metrics {
     pub analytics_spool_events: IntGauge,
     pub analytics_spool_bytes: IntGauge,
     pub analytics_oldest_pending_seconds: Gauge,
+    pub dashboard_requests: IntCounterVec,
+    pub dashboard_queries: IntCounterVec,
 }
 
 impl Metrics {
@@ -130,6 +138,13 @@ impl Metrics {
             ANALYTICS_OLDEST_PENDING_HELP,
         )
         .expect("metric definition is valid");
+        let dashboard_requests = counter(
+            DASHBOARD_REQUESTS_TOTAL,
+            DASHBOARD_REQUESTS_HELP,
+            &["report", "cache"],
+        );
+        let dashboard_queries =
+            counter(DASHBOARD_QUERIES_TOTAL, DASHBOARD_QUERIES_HELP, &["report"]);
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -143,6 +158,8 @@ impl Metrics {
             Box::new(analytics_spool_events.clone()),
             Box::new(analytics_spool_bytes.clone()),
             Box::new(analytics_oldest_pending_seconds.clone()),
+            Box::new(dashboard_requests.clone()),
+            Box::new(dashboard_queries.clone()),
         ] {
             registry
                 .register(collector)
@@ -162,6 +179,8 @@ impl Metrics {
             analytics_spool_events,
             analytics_spool_bytes,
             analytics_oldest_pending_seconds,
+            dashboard_requests,
+            dashboard_queries,
         })
     }
 

@@ -10,7 +10,10 @@ use serde::Serialize;
 use crate::analytics::{Analytics, SpoolError};
 use crate::auth::ApiKeys;
 use crate::cache::Cache;
+use crate::challenges::leaderboard::Leaderboards;
+use crate::challenges::Challenges;
 use crate::config::Settings;
+use crate::dashboards::Dashboards;
 use crate::files::Files;
 use crate::http;
 use crate::metrics::Metrics;
@@ -30,6 +33,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub rate_limiter: RateLimiter,
     pub cache: Cache,
+    pub dashboards: Dashboards,
+    pub challenges: Challenges,
     pub metrics: Arc<Metrics>,
 }
 
@@ -85,19 +90,32 @@ impl Application {
             clickhouse_skipped = ?schema_changes.clickhouse.skipped,
             "schemas ready"
         );
+        let files = Files::new(stores.clone(), settings.files.clone(), metrics.clone());
+        let analytics = Analytics::new(
+            stores.clickhouse.clone(),
+            &settings.analytics,
+            metrics.clone(),
+        )
+        .map_err(|source| StartupError::Spool {
+            dir: settings.analytics.spool_dir.display().to_string(),
+            source,
+        })?;
+        let challenges = Challenges::new(
+            stores.postgres.clone(),
+            files.clone(),
+            analytics.clone(),
+            Leaderboards::new(
+                stores.redis.clone(),
+                std::time::Duration::from_secs(settings.challenges.leaderboard_rebuild_secs),
+            ),
+            &settings.challenges,
+        );
         let state = AppState {
             settings: Arc::new(settings.clone()),
             api_keys: ApiKeys::new(stores.postgres.clone(), &settings.auth),
-            files: Files::new(stores.clone(), settings.files.clone(), metrics.clone()),
-            analytics: Analytics::new(
-                stores.clickhouse.clone(),
-                &settings.analytics,
-                metrics.clone(),
-            )
-            .map_err(|source| StartupError::Spool {
-                dir: settings.analytics.spool_dir.display().to_string(),
-                source,
-            })?,
+            files,
+            analytics,
+            challenges,
             sessions: Sessions::new(stores.redis.clone(), &settings.sessions, metrics.clone()),
             rate_limiter: RateLimiter::new(
                 stores.redis.clone(),
@@ -105,6 +123,12 @@ impl Application {
                 metrics.clone(),
             )?,
             cache: Cache::new(stores.redis.clone(), &settings.cache, metrics.clone()),
+            dashboards: Dashboards::new(
+                stores.clickhouse.clone(),
+                stores.redis.clone(),
+                &settings.dashboards,
+                metrics.clone(),
+            ),
             stores,
             metrics,
         };
@@ -122,6 +146,7 @@ impl Application {
             .port();
         tokio::spawn(state.files.clone().reconcile_forever());
         tokio::spawn(state.analytics.clone().ship_forever());
+        tokio::spawn(state.analytics.clone().flush_requests_forever());
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || http::app(data.clone()))
             .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -545,3 +545,101 @@ async fn a_redis_cluster_that_is_down_gives_503_naming_redis() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// `/analytics/user-activity` over `day`, answering the X-Cache header and
+/// the response.
+async fn user_activity(app: &TestApp, day: &str) -> (String, reqwest::Response) {
+    let path =
+        format!("/analytics/user-activity?from={day}T00:00:00Z&to={day}T23:00:00Z&interval=hour");
+    let response = app.get(&path).await;
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (cache, response)
+}
+
+#[tokio::test]
+async fn dashboards_serve_stale_answers_while_clickhouse_is_down() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = common::stack_settings();
+    // Stale after a second, and no serving stale while refreshing: every
+    // request past the second tries ClickHouse first.
+    settings.dashboards.user_activity_ttl_secs = 1;
+    settings.dashboards.stale_while_revalidate_secs = 0;
+    let app = common::spawn_app_with(settings).await;
+    let (cache, response) = user_activity(&app, "2026-11-01").await;
+    assert_eq!(cache, "MISS");
+    let before = json(response).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    with_service_stopped("clickhouse", || async {
+        let (cache, response) = user_activity(&app, "2026-11-01").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(cache, "STALE");
+        assert_eq!(json(response).await, before);
+        // Nothing cached for this one: nothing to serve.
+        let started = Instant::now();
+        let (_, response) = user_activity(&app, "2026-11-02").await;
+        assert_unavailable(response, "clickhouse").await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+    })
+    .await;
+    wait_until_ready(&app).await;
+    let (cache, response) = user_activity(&app, "2026-11-02").await;
+    assert_eq!((cache.as_str(), response.status().as_u16()), ("MISS", 200));
+}
+
+#[tokio::test]
+async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let user = json(
+        app.post_json("/users", &serde_json::json!({"external_id": "u"}))
+            .await,
+    )
+    .await;
+    let challenge = json(
+        app.post_json(
+            "/challenges",
+            &serde_json::json!({"slug": "c", "title": "C"}),
+        )
+        .await,
+    )
+    .await;
+    let board = format!(
+        "/challenges/{}/leaderboard",
+        challenge["id"].as_str().unwrap()
+    );
+    let submit = format!(
+        "/challenges/{}/submissions",
+        challenge["id"].as_str().unwrap()
+    );
+    let submission = serde_json::json!({"user_id": user["id"], "language": "c", "score": 42.5});
+    assert_eq!(app.post_json(&submit, &submission).await.status(), 201);
+    with_service_stopped("redis", || async {
+        let (cache, response) = user_activity(&app, "2026-11-03").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(cache, "MISS");
+        let metrics = app.metrics_text().await;
+        assert!(
+            common::metric_value(
+                &metrics,
+                "gateway_dashboard_requests_total{cache=\"bypassed\",report=\"user-activity\"}"
+            ) >= 1.0,
+            "{metrics}"
+        );
+        let response = app.get(&board).await;
+        assert_eq!(response.status(), 200);
+        let standing = json(response).await;
+        assert_eq!(standing["source"], "postgres");
+        assert_eq!(standing["entries"][0]["score"], 42.5);
+        // A submission is stored even though its leaderboard update is not.
+        let submission = serde_json::json!({"user_id": user["id"], "language": "c", "score": 50});
+        assert_eq!(app.post_json(&submit, &submission).await.status(), 201);
+    })
+    .await;
+    wait_until_ready(&app).await;
+    let standing = json(app.get(&board).await).await;
+    assert_eq!(standing["entries"][0]["score"], 50.0, "{standing}");
+}

@@ -7,6 +7,7 @@
 //! waiting, so recording them never slows the request they describe.
 
 pub mod events;
+mod request_log;
 mod spool;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use events::Rejection;
+pub use request_log::RequestRow;
 pub use spool::SpoolError;
 
 use crate::auth::TenantId;
@@ -23,6 +25,7 @@ use crate::config::AnalyticsSettings;
 use crate::metrics::Metrics;
 use crate::stores::clickhouse::ClickHouse;
 use crate::stores::postgres::FileRow;
+use request_log::RequestLog;
 use spool::{Batch, Spool};
 
 /// The tables events may be shipped to: their names go into SQL text.
@@ -46,9 +49,20 @@ pub enum IngestError {
     Spool(#[from] SpoolError),
 }
 
+/// What the challenge statistics learn of a submission.
+pub struct SubmissionEvent<'a> {
+    pub tenant: &'a TenantId,
+    pub challenge_id: Uuid,
+    pub user_id: Uuid,
+    pub submission_id: Uuid,
+    pub status: &'a str,
+    pub runtime_ms: Option<i32>,
+}
+
 #[derive(Clone)]
 pub struct Analytics {
     spool: Spool,
+    requests: Arc<RequestLog>,
     clickhouse: ClickHouse,
     settings: Arc<AnalyticsSettings>,
     metrics: Arc<Metrics>,
@@ -67,6 +81,7 @@ impl Analytics {
         )?;
         Ok(Self {
             spool,
+            requests: Arc::new(RequestLog::new()),
             clickhouse,
             settings: Arc::new(settings.clone()),
             metrics,
@@ -137,17 +152,55 @@ impl Analytics {
         self.record("file_downloads", &row);
     }
 
+    /// A graded submission, for the challenge statistics.
+    pub fn submission_recorded(&self, submission: &SubmissionEvent<'_>) {
+        let row = serde_json::json!({
+            "event_id": Uuid::new_v4().to_string(),
+            "tenant_id": submission.tenant.as_str(),
+            "challenge_id": submission.challenge_id.to_string(),
+            "user_id": submission.user_id.to_string(),
+            "submission_id": submission.submission_id.to_string(),
+            "status": submission.status,
+            "runtime_ms": submission.runtime_ms.unwrap_or(0),
+            "timestamp": OffsetDateTime::now_utc().unix_timestamp(),
+        });
+        self.record("challenge_completions", &row);
+    }
+
+    /// One API request, for the usage statistics; buffered, see [`RequestLog`].
+    pub fn api_request(&self, row: &RequestRow<'_>) {
+        if let Some((lines, rows)) = self.requests.push(row) {
+            self.hand_to_spool("api_usage", lines, rows);
+        }
+    }
+
+    /// Moves buffered request rows to the spool every `analytics.batch_max_delay_ms`.
+    pub async fn flush_requests_forever(self) {
+        let period = Duration::from_millis(self.settings.batch_max_delay_ms.max(10));
+        loop {
+            tokio::time::sleep(period).await;
+            if let Some((lines, rows)) = self.requests.take() {
+                self.hand_to_spool("api_usage", lines, rows);
+            }
+        }
+    }
+
     fn record(&self, table: &'static str, row: &serde_json::Value) {
         let mut line = Vec::new();
         spool::push_line(&mut line, table, spool::now_ms(), &row.to_string());
-        if self.spool.append_detached(line, 1) {
-            self.count("accepted", 1);
+        self.hand_to_spool(table, line, 1);
+    }
+
+    fn hand_to_spool(&self, table: &'static str, lines: Vec<u8>, events: u64) {
+        if self.spool.append_detached(lines, events) {
+            self.count("accepted", events);
         } else {
             tracing::warn!(
                 table,
-                "the event spool's queue is full: an activity event is dropped"
+                events,
+                "the event spool's queue is full: activity events are dropped"
             );
-            self.count("dropped", 1);
+            self.count("dropped", events);
         }
     }
 

@@ -14,15 +14,16 @@ pub enum Scope {
     Sessions,
     RateLimit,
     Cache,
+    Challenges,
     Admin,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scope {0:?}; known scopes: files:read, files:write, analytics:read, analytics:write, sessions, ratelimit, cache, admin (or all)")]
+#[error("unknown scope {0:?}; known scopes: files:read, files:write, analytics:read, analytics:write, sessions, ratelimit, cache, challenges, admin (or all)")]
 pub struct UnknownScope(pub String);
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::FilesRead,
         Scope::FilesWrite,
         Scope::AnalyticsRead,
@@ -30,6 +31,7 @@ impl Scope {
         Scope::Sessions,
         Scope::RateLimit,
         Scope::Cache,
+        Scope::Challenges,
         Scope::Admin,
     ];
 
@@ -42,6 +44,7 @@ impl Scope {
             Scope::Sessions => "sessions",
             Scope::RateLimit => "ratelimit",
             Scope::Cache => "cache",
+            Scope::Challenges => "challenges",
             Scope::Admin => "admin",
         }
     }

@@ -327,6 +327,29 @@ impl Files {
         Ok(row)
     }
 
+    /// Stores `content`, already in hand, as a file of `tenant`: the whole
+    /// upload path (limits, quota, Kubo, Cluster pin, commit) in one call.
+    pub async fn store(
+        &self,
+        tenant: &TenantId,
+        content: Bytes,
+        details: &UploadDetails,
+    ) -> Result<FileRow, FilesError> {
+        let limit = self.upload_limit(tenant).await?;
+        let pending = self.begin(tenant).await?;
+        let body =
+            futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(content) });
+        let outcome = async {
+            let received = self.receive(&limit, body).await?;
+            self.commit(&pending, &received, details).await
+        }
+        .await;
+        if outcome.is_err() {
+            self.abandon(pending).await;
+        }
+        outcome
+    }
+
     pub async fn file(&self, tenant: &TenantId, cid: &ContentId) -> Result<FileRow, FilesError> {
         self.stores
             .postgres

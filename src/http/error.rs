@@ -9,6 +9,7 @@ use super::quota;
 use crate::analytics::{IngestError, Rejection, SpoolError};
 use crate::auth::{AuthError, Scope};
 use crate::cache::CacheError;
+use crate::challenges::ChallengeError;
 use crate::files::FilesError;
 use crate::rate_limit::{Decision, RateLimitError};
 use crate::sessions::SessionError;
@@ -34,6 +35,9 @@ pub enum ApiError {
     /// 404: nothing of that name for this tenant.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the resource exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// 405: the path exists, not with this method.
     #[error("method {0} is not allowed on this path")]
     MethodNotAllowed(String),
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
@@ -111,6 +116,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -164,6 +170,18 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable { store, .. } => ApiError::Unavailable(store),
             failed => ApiError::Internal(failed.to_string()),
+        }
+    }
+}
+
+impl From<ChallengeError> for ApiError {
+    fn from(error: ChallengeError) -> Self {
+        match error {
+            ChallengeError::Invalid(message) => ApiError::bad_request("invalid_field", message),
+            ChallengeError::NotFound(message) => ApiError::NotFound(message),
+            ChallengeError::Conflict(message) => ApiError::Conflict(message),
+            ChallengeError::Files(files) => files.into(),
+            ChallengeError::Store(store) => store.into(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub fn app(
 > {
     let json_limit = state.settings.server.json_body_limit_bytes;
     let cache_settings = state.settings.cache.clone();
+    let max_submission_bytes = state.settings.challenges.max_submission_bytes;
     App::new()
         .app_data(state)
         .app_data(extractors::json_config(json_limit))
@@ -47,7 +48,8 @@ pub fn app(
                 .configure(routes::files::configure)
                 .configure(routes::sessions::configure)
                 .configure(routes::rate_limit::configure)
-                .configure(|cfg| routes::cache::configure(cfg, &cache_settings)),
+                .configure(|cfg| routes::cache::configure(cfg, &cache_settings))
+                .configure(|cfg| routes::challenges::configure(cfg, max_submission_bytes)),
         )
         .default_service(web::to(no_route))
 }

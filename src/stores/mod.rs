@@ -54,7 +54,7 @@ impl fmt::Display for StoreKind {
 }
 
 /// A failed call to a backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend could not be reached or did not answer in time.
     #[error("{store} is unavailable: {reason}")]

@@ -174,6 +174,17 @@ impl TestApp {
         request.json(body).send().await.expect("request sent")
     }
 
+    /// A POST of `body` as JSON with `key`.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let request = self.http.post(self.url(path)).bearer_auth(key);
+        request.json(body).send().await.expect("request sent")
+    }
+
     /// A raw-body upload with the test's key and the given query.
     pub async fn upload<B: Into<reqwest::Body>>(
         &self,
@@ -273,18 +284,44 @@ pub async fn user_activity_count(tenant: &TenantId) -> u64 {
 /// Waits until the tenant has `expected` events in ClickHouse, failing
 /// after `within` with what it found.
 pub async fn wait_for_user_activity(tenant: &TenantId, expected: u64, within: Duration) {
+    wait_for_count(
+        "SELECT uniqExact(event_id) FROM user_activity WHERE tenant_id = ?",
+        tenant,
+        expected,
+        within,
+    )
+    .await
+}
+
+/// Waits until `count_sql` (a count with one `?`, bound to the tenant)
+/// answers `expected`, failing after `within` or on overshooting it.
+pub async fn wait_for_count(count_sql: &str, tenant: &TenantId, expected: u64, within: Duration) {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let found = user_activity_count(tenant).await;
+        let found = clickhouse()
+            .query(count_sql)
+            .bind(tenant.as_str())
+            .fetch_one::<u64>()
+            .await
+            .expect("ClickHouse answers");
         if found == expected {
             return;
         }
         assert!(
             found < expected && std::time::Instant::now() < deadline,
-            "expected {expected} events of {tenant} in ClickHouse, found {found}"
+            "expected {expected} from {count_sql:?} for {tenant}, found {found}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The value of one sample in a Prometheus text exposition (0 when absent):
+/// `sample` is the metric name with its labels, as the gateway writes them.
+pub fn metric_value(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Runs `scripts/stack ARGS`, failing the test if it fails.

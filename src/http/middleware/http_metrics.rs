@@ -1,12 +1,15 @@
-//! Counts and times every request by route template, never by raw path.
+//! Counts and times every request by route template, never by raw path,
+//! and records each authenticated one for the tenant's usage statistics.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, HttpMessage};
 
+use crate::analytics::RequestRow;
+use crate::auth::Principal;
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::startup::AppState;
 
@@ -24,6 +27,18 @@ pub async fn http_metrics(
             .match_pattern()
             .filter(|pattern| !pattern.is_empty())
             .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+        let elapsed = started.elapsed();
+        if let Some(principal) = response.request().extensions().get::<Principal>() {
+            state.analytics.api_request(&RequestRow {
+                tenant_id: principal.tenant.as_str(),
+                route: &route,
+                method: &method,
+                status: response.status().as_u16(),
+                // Rounded up: a request that took any time took a millisecond.
+                duration_ms: u32::try_from(elapsed.as_micros().div_ceil(1000)).unwrap_or(u32::MAX),
+                api_key_id: &principal.key_id,
+            });
+        }
         let status = response.status().as_u16().to_string();
         state
             .metrics
@@ -34,7 +49,7 @@ pub async fn http_metrics(
             .metrics
             .http_duration
             .with_label_values(&[route.as_str(), method.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
     }
     Ok(response)
 }

@@ -1,4 +1,5 @@
-//! `POST /analytics/events`: one event, a JSON array of them, or NDJSON.
+//! `POST /analytics/events` (one event, a JSON array of them, or NDJSON)
+//! and the dashboard queries.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -6,12 +7,50 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::auth::{Principal, Scope};
+use crate::dashboards::{DashboardQuery, RawQuery, Report};
 use crate::http::error::ApiError;
 use crate::http::resource;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/analytics/events").route(web::post().to(ingest)));
+    for report in [
+        Report::UserActivity,
+        Report::ChallengeStats,
+        Report::FileStats,
+        Report::ApiUsage,
+    ] {
+        cfg.service(
+            resource(&format!("/analytics/{}", report.name())).route(
+                web::get()
+                    .to(move |principal, state, query| dashboard(report, principal, state, query)),
+            ),
+        );
+    }
+}
+
+/// A dashboard query, answered from the cache when it can be: `X-Cache`
+/// says how (HIT, MISS, STALE) and `Age` how old the answer is.
+async fn dashboard(
+    report: Report,
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::AnalyticsRead)?;
+    let query = DashboardQuery::parse(
+        report,
+        query.into_inner(),
+        time::OffsetDateTime::now_utc(),
+        state.dashboards.settings(),
+    )
+    .map_err(|message| ApiError::bad_request("invalid_query", message))?;
+    let answer = state.dashboards.answer(&principal.tenant, query).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("X-Cache", answer.status.header_value()))
+        .insert_header((header::AGE, answer.age_secs.to_string()))
+        .body(answer.body))
 }
 
 /// Answers 202 with the events' ids once they are durable on the gateway;

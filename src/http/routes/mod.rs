@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod api_keys;
 pub mod cache;
+pub mod challenges;
 pub mod files;
 pub mod health;
 pub mod metrics;

@@ -1,8 +1,10 @@
 //! ClickHouse, through its HTTP interface, and the analytics schema.
 
+mod dashboards;
 mod events;
 mod schema;
 
+pub use dashboards::{ActivityRow, ApiUsageRow, ChallengeRow, FileTrafficRow, Window};
 pub use events::{FileDownloadRow, FileUploadRow};
 pub use schema::SchemaReport;
 

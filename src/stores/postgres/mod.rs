@@ -1,9 +1,13 @@
 //! PostgreSQL: a pooled client with bounded waits, and the embedded migrations.
 
 mod api_keys;
+mod challenges;
 mod files;
 
 pub use api_keys::{ApiKeyRow, NewApiKeyRow};
+pub use challenges::{
+    BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, SubmissionRow, UserRow,
+};
 pub use files::{FileContent, FileDetails, FilePage, FileRow};
 
 use std::str::FromStr;

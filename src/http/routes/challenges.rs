@@ -1,0 +1,266 @@
+//! Users, challenges, submissions and leaderboards.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::{Principal, Scope};
+use crate::challenges::leaderboard::Standing;
+use crate::challenges::{LeaderboardSource, SubmissionInput};
+use crate::files::ContentId;
+use crate::http::error::{extractors, ApiError};
+use crate::http::resource;
+use crate::startup::AppState;
+use crate::stores::postgres::{ChallengeRow, NewChallenge, NewUser, SubmissionRow, UserRow};
+
+pub fn configure(cfg: &mut web::ServiceConfig, max_submission_bytes: usize) {
+    cfg.service(resource("/users").route(web::post().to(create_user)))
+        .service(resource("/users/{id}").route(web::get().to(read_user)))
+        .service(resource("/challenges").route(web::post().to(create_challenge)))
+        .service(resource("/challenges/{id}").route(web::get().to(read_challenge)))
+        .service(
+            resource("/challenges/{id}/submissions")
+                .app_data(extractors::json_config(max_submission_bytes))
+                .route(web::post().to(submit)),
+        )
+        .service(resource("/challenges/{id}/leaderboard").route(web::get().to(leaderboard)))
+        .service(resource("/submissions/{id}").route(web::get().to(read_submission)))
+        .service(resource("/submissions/{id}/output").route(web::get().to(read_output)));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    external_id: String,
+    #[serde(default)]
+    display_name: String,
+    email: Option<String>,
+}
+
+async fn create_user(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let user = state
+        .challenges
+        .create_user(
+            &principal.tenant,
+            NewUser {
+                external_id: &body.external_id,
+                display_name: &body.display_name,
+                email: body.email.as_deref(),
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(user_json(&user)))
+}
+
+async fn read_user(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let user = state.challenges.user(&principal.tenant, *id).await?;
+    Ok(HttpResponse::Ok().json(user_json(&user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateChallenge {
+    slug: String,
+    title: String,
+    #[serde(default)]
+    description: String,
+    difficulty: Option<String>,
+}
+
+async fn create_challenge(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<CreateChallenge>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let challenge = state
+        .challenges
+        .create_challenge(
+            &principal.tenant,
+            NewChallenge {
+                slug: &body.slug,
+                title: &body.title,
+                description: &body.description,
+                difficulty: body.difficulty.as_deref().unwrap_or("medium"),
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(challenge_json(&challenge)))
+}
+
+async fn read_challenge(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let challenge = state.challenges.challenge(&principal.tenant, *id).await?;
+    Ok(HttpResponse::Ok().json(challenge_json(&challenge)))
+}
+
+async fn submit(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: web::Json<SubmissionInput>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let submission = state
+        .challenges
+        .submit(&principal.tenant, *id, body.into_inner())
+        .await?;
+    Ok(HttpResponse::Created().json(submission_json(&submission)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaderboardQuery {
+    limit: Option<u32>,
+}
+
+async fn leaderboard(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    query: web::Query<LeaderboardQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let settings = state.challenges.settings();
+    let limit = query.limit.unwrap_or(settings.leaderboard_default_limit);
+    if limit == 0 || limit > settings.leaderboard_max_limit {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!(
+                "limit must be 1 to {} (challenges.leaderboard_max_limit)",
+                settings.leaderboard_max_limit
+            ),
+        ));
+    }
+    let (standing, source) = state
+        .challenges
+        .leaderboard(&principal.tenant, *id, limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(leaderboard_json(*id, &standing, &source)))
+}
+
+async fn read_submission(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let submission = state.challenges.submission(&principal.tenant, *id).await?;
+    Ok(HttpResponse::Ok().json(submission_json(&submission)))
+}
+
+/// The output alone, as text: inline from Postgres, or streamed from IPFS.
+async fn read_output(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::Challenges)?;
+    let submission = state.challenges.submission(&principal.tenant, *id).await?;
+    let mut response = HttpResponse::Ok();
+    response.content_type("text/plain; charset=utf-8");
+    let Some(cid) = &submission.output_cid else {
+        return Ok(response.body(submission.output_inline.unwrap_or_default()));
+    };
+    let cid = ContentId::parse(cid).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let files = state.challenges.files();
+    let file = files.file(&principal.tenant, &cid).await?;
+    let content = files.content(&file, None).await?;
+    response.insert_header((
+        header::HeaderName::from_static("x-output-cid"),
+        cid.as_str(),
+    ));
+    Ok(response
+        .no_chunking(u64::try_from(file.size_bytes).unwrap_or(0))
+        .streaming(content))
+}
+
+fn user_json(user: &UserRow) -> Value {
+    json!({
+        "id": user.id,
+        "external_id": user.external_id,
+        "display_name": user.display_name,
+        "email": user.email,
+        "created_at": rfc3339(user.created_at),
+    })
+}
+
+fn challenge_json(challenge: &ChallengeRow) -> Value {
+    json!({
+        "id": challenge.id,
+        "slug": challenge.slug,
+        "title": challenge.title,
+        "description": challenge.description,
+        "difficulty": challenge.difficulty,
+        "created_at": rfc3339(challenge.created_at),
+    })
+}
+
+/// A large output is named by its CID and fetched from `output_url`.
+fn submission_json(submission: &SubmissionRow) -> Value {
+    let output = match &submission.output_cid {
+        Some(cid) => json!({
+            "stored_in": "ipfs",
+            "cid": cid,
+            "size": submission.output_size,
+            "url": format!("/submissions/{}/output", submission.id),
+        }),
+        None => json!({
+            "stored_in": "inline",
+            "text": submission.output_inline,
+            "size": submission.output_size,
+        }),
+    };
+    json!({
+        "id": submission.id,
+        "challenge_id": submission.challenge_id,
+        "user_id": submission.user_id,
+        "language": submission.language,
+        "code": submission.code,
+        "status": submission.status,
+        "score": submission.score,
+        "runtime_ms": submission.runtime_ms,
+        "output": output,
+        "created_at": rfc3339(submission.created_at),
+    })
+}
+
+fn leaderboard_json(challenge: Uuid, standing: &Standing, source: &LeaderboardSource) -> Value {
+    let entries: Vec<Value> = standing
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, best)| json!({"rank": i + 1, "user_id": best.user_id, "score": best.score}))
+        .collect();
+    json!({
+        "challenge_id": challenge,
+        "entries": entries,
+        "ranked_users": standing.ranked_users,
+        "source": match source {
+            LeaderboardSource::Redis => "redis",
+            LeaderboardSource::Rebuilt => "rebuilt",
+            LeaderboardSource::Postgres => "postgres",
+        },
+    })
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,246 @@
+//! The dashboard queries over the real ClickHouse, through the read-through
+//! Redis cache.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    json, metric_value, spawn_app, spawn_app_for, spawn_app_with, stack_settings, wait_for_count,
+    wait_for_user_activity, TestApp,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const DAY: &str = "from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z";
+
+fn events(n: usize, event_type: &str, user: &str, at: &str) -> Vec<Value> {
+    (0..n)
+        .map(|_| {
+            json!({
+                "event_id": uuid::Uuid::new_v4().to_string(),
+                "event_type": event_type,
+                "user_id": user,
+                "timestamp": at,
+            })
+        })
+        .collect()
+}
+
+/// GETs `path`, expecting 200; answers the body and the X-Cache header.
+async fn dashboard(app: &TestApp, path: &str) -> (Value, String) {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let cache = response.headers()["x-cache"].to_str().unwrap().to_owned();
+    assert!(response.headers().contains_key("age"));
+    (json(response).await, cache)
+}
+
+fn bucket<'a>(answer: &'a Value, start: &str) -> &'a Value {
+    answer["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["start"] == start)
+        .unwrap_or_else(|| panic!("no bucket {start} in {answer}"))
+}
+
+#[tokio::test]
+async fn user_activity_counts_each_event_sent_once() {
+    let app = spawn_app().await;
+    let mut batch = events(5, "click", "user-1", "2026-11-20T10:15:00Z");
+    batch.extend(events(3, "view", "user-2", "2026-11-20T10:40:00Z"));
+    batch.extend(events(4, "click", "user-1", "2026-11-20T13:05:00Z"));
+    for _ in 0..2 {
+        // The second time is a client's retry: the same ids again.
+        let response = app.post_json("/analytics/events", &json!(batch)).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let outside = events(1, "click", "user-1", "2026-11-21T00:00:00Z");
+    app.post_json("/analytics/events", &json!(outside)).await;
+    wait_for_user_activity(&app.tenant, 13, Duration::from_secs(30)).await;
+
+    let path = format!("/analytics/user-activity?{DAY}&interval=hour");
+    let (answer, cache) = dashboard(&app, &path).await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(answer["total"], 12, "{answer}");
+    assert_eq!(answer["interval"], "hour");
+    assert_eq!(answer["range"]["from"], "2026-11-20T00:00:00Z");
+    assert_eq!(answer["buckets"].as_array().unwrap().len(), 24);
+    let ten = bucket(&answer, "2026-11-20T10:00:00Z");
+    assert_eq!(ten["events"], json!({"click": 5, "view": 3}));
+    assert_eq!(ten["total"], 8);
+    assert_eq!(
+        bucket(&answer, "2026-11-20T13:00:00Z")["events"],
+        json!({"click": 4})
+    );
+    assert_eq!(bucket(&answer, "2026-11-20T11:00:00Z")["total"], 0);
+
+    let (again, cache) = dashboard(&app, &path).await;
+    assert_eq!(cache, "HIT");
+    assert_eq!(again, answer);
+
+    let (one_user, _) = dashboard(&app, &format!("{path}&user_id=user-1")).await;
+    assert_eq!(one_user["total"], 9);
+    assert_eq!(one_user["user_id"], "user-1");
+    let (daily, _) = dashboard(&app, &format!("/analytics/user-activity?{DAY}")).await;
+    assert_eq!(daily["buckets"][0]["total"], 12);
+
+    // Another tenant asking the same question sees none of it.
+    let other = app.other_tenant_key().await;
+    let response = app.get_as(&path, &other).await;
+    assert_eq!(json(response).await["total"], 0);
+}
+
+#[tokio::test]
+async fn bad_dashboard_queries_are_refused_with_the_reason() {
+    let app = spawn_app().await;
+    for (query, expected) in [
+        ("/analytics/user-activity?interval=week", "interval"),
+        ("/analytics/user-activity?from=yesterday", "RFC 3339"),
+        (
+            "/analytics/user-activity?from=2026-11-21T00:00:00Z&to=2026-11-20T00:00:00Z",
+            "before",
+        ),
+        (
+            "/analytics/file-stats?from=2020-01-01T00:00:00Z",
+            "max_range_days",
+        ),
+        ("/analytics/file-stats?user_id=u", "takes no user_id"),
+        ("/analytics/api-usage?verbose=1", "verbose"),
+    ] {
+        let response = app.get(query).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let message = json(response).await["error"]["message"].to_string();
+        assert!(message.contains(expected), "{query}: {message}");
+    }
+    let writer = app
+        .key_with(&[storage_gateway::auth::Scope::AnalyticsWrite])
+        .await;
+    let response = app.get_as("/analytics/file-stats", &writer).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn file_stats_and_api_usage_report_the_gateways_own_activity() {
+    let app = spawn_app().await;
+    let first = app.upload(&[("name", "a.bin")], vec![7u8; 3000]).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let cid = json(first).await["cid"].as_str().unwrap().to_owned();
+    let second = app.upload(&[("name", "b.bin")], vec![9u8; 5000]).await;
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let download = app.get(&format!("/files/{cid}/download")).await;
+    assert_eq!(download.bytes().await.unwrap().len(), 3000);
+    for i in 0..7 {
+        let response = app.get(&format!("/cache/get/missing-{i}")).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    for i in 0..3 {
+        let set = json!({"key": format!("k{i}"), "value": i});
+        assert_eq!(
+            app.post_json("/cache/set", &set).await.status(),
+            StatusCode::OK
+        );
+    }
+    let within = Duration::from_secs(30);
+    let count = |table: &str| format!("SELECT count() FROM {table} FINAL WHERE tenant_id = ?");
+    wait_for_count(&count("file_uploads"), &app.tenant, 2, within).await;
+    wait_for_count(&count("file_downloads"), &app.tenant, 1, within).await;
+    let route_count =
+        "SELECT count() FROM api_usage FINAL WHERE tenant_id = ? AND route = '/cache/get/{key:.+}'";
+    wait_for_count(route_count, &app.tenant, 7, within).await;
+    wait_for_count(
+        "SELECT count() FROM api_usage FINAL WHERE tenant_id = ? AND route = '/cache/set'",
+        &app.tenant,
+        3,
+        within,
+    )
+    .await;
+
+    let (files, _) = dashboard(&app, "/analytics/file-stats").await;
+    assert_eq!(
+        files["total"],
+        json!({"uploads": 2, "upload_bytes": 8000, "downloads": 1, "download_bytes": 3000}),
+        "{files}"
+    );
+    assert_eq!(files["buckets"].as_array().unwrap().len(), 7);
+
+    let (usage, _) = dashboard(
+        &app,
+        "/analytics/api-usage?route=/cache/get/%7Bkey:.%2B%7D&interval=hour",
+    )
+    .await;
+    let total = &usage["total"];
+    assert_eq!(total["requests"], 7, "{usage}");
+    assert_eq!(total["client_errors"], 7);
+    assert_eq!(total["errors"], 0);
+    assert_eq!(total["tenant"], app.tenant.as_str());
+    assert!(total["duration_ms_p99"].as_f64().unwrap() >= 1.0);
+    let (all_routes, _) = dashboard(&app, "/analytics/api-usage?interval=hour").await;
+    let routes: Vec<&Value> = all_routes["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["routes"].as_array().unwrap())
+        .collect();
+    let sets = routes
+        .iter()
+        .filter(|r| r["route"] == "/cache/set" && r["method"] == "POST")
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(sets, 3, "{all_routes}");
+}
+
+#[tokio::test]
+async fn a_cold_key_is_computed_once_for_a_hundred_callers_on_two_gateways() {
+    let first = spawn_app().await;
+    let second = spawn_app_for(stack_settings(), first.tenant.clone()).await;
+    let path = format!("/analytics/user-activity?{DAY}&interval=hour");
+    let requests = (0..100).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let path = path.clone();
+        async move { app.get(&path).await }
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    let mut bodies = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::OK);
+        bodies.push(json(response).await);
+    }
+    assert!(bodies.iter().all(|body| *body == bodies[0]));
+    let sample = "gateway_dashboard_queries_total{report=\"user-activity\"}";
+    let queries = metric_value(&first.metrics_text().await, sample)
+        + metric_value(&second.metrics_text().await, sample);
+    assert_eq!(queries, 1.0, "ClickHouse ran the query {queries} times");
+}
+
+#[tokio::test]
+async fn a_stale_answer_is_served_while_one_refresh_runs() {
+    let mut settings = stack_settings();
+    settings.dashboards.user_activity_ttl_secs = 1;
+    settings.dashboards.stale_while_revalidate_secs = 60;
+    let app = spawn_app_with(settings).await;
+    let path = format!("/analytics/user-activity?{DAY}");
+    let (first, cache) = dashboard(&app, &path).await;
+    assert_eq!(cache, "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (stale, cache) = dashboard(&app, &path).await;
+    assert_eq!(cache, "STALE");
+    assert_eq!(stale, first);
+    // The refresh runs in the background; its answer is fresh again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = app.get(&path).await;
+        let cache = response.headers()["x-cache"].to_str().unwrap().to_owned();
+        if cache == "HIT" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queries = metric_value(
+        &app.metrics_text().await,
+        "gateway_dashboard_queries_total{report=\"user-activity\"}",
+    );
+    assert_eq!(queries, 2.0);
+}
