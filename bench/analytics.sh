@@ -12,6 +12,11 @@
 # every event (uniqExact of the event ids), so it covers the spool, the
 # batching and the insert.
 #
+# Then the dashboard query over those events (GET /analytics/user-activity,
+# hourly over the day), wrk for 10 s each:
+#   cached     the same query every time: answered from Redis
+#   uncached   each request a range of its own, so each one runs in ClickHouse
+#
 # Usage: bench/analytics.sh [EVENTS=500000] [BATCH=10000] [CONCURRENCY=4]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
@@ -110,8 +115,36 @@ clickhouse-client --port "$CLICKHOUSE_TCP_PORT" --database "$CLICKHOUSE_DB" \
 direct_done=$(date +%s.%N)
 wait_for "$tenant-direct" "$EVENTS"
 
+day=$(date -u +%Y-%m-%d)
+query="/analytics/user-activity?from=${day}T00:00:00Z&interval=hour"
+log "dashboard query, cached: wrk for 10 s"
+first=$(curl -sS -f -D - -o /dev/null -H "Authorization: Bearer $key" "$base$query&to=${day}T23:59:59Z")
+grep -qi "x-cache: MISS" <<<"$first" || die "the first query was not a miss: $first"
+cat >"$work/cached.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $key"
+LUA
+wrk -t1 -c16 -d10s --latency -s "$work/cached.lua" "$base$query&to=${day}T23:59:59Z" >"$work/cached.txt"
+log "dashboard query, uncached: wrk for 10 s"
+# Each request ends its range one second earlier than the one before: a
+# new cache key, so a ClickHouse query, every time.
+cat >"$work/uncached.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $key"
+local counter = 0
+request = function()
+  counter = counter + 1
+  local seconds = 86399 - counter
+  local path = string.format("$query&to=${day}T%02d:%02d:%02dZ",
+    math.floor(seconds / 3600), math.floor((seconds % 3600) / 60), seconds % 60)
+  return wrk.format(nil, path)
+end
+LUA
+wrk -t1 -c16 -d10s --latency -s "$work/uncached.lua" "$base" >"$work/uncached.txt"
+for run in cached uncached; do
+  grep -q "Non-2xx" "$work/$run.txt" && die "wrk saw error responses: $(cat "$work/$run.txt")"
+done
+
 python3 - "$EVENTS" "$started" "$accepted" "$visible" "$sent" "$single_started" "$single_visible" \
-  "$direct_started" "$direct_done" "$BATCH" "$CONCURRENCY" <<'PY'
+  "$direct_started" "$direct_done" "$BATCH" "$CONCURRENCY" "$work" <<'PY'
 import sys
 events = int(sys.argv[1])
 started, accepted, visible = (float(x) for x in sys.argv[2:5])
@@ -126,4 +159,18 @@ print(f"  batch endpoint   {batch_rate:10.0f} events/s   (NDJSON x {batch}, {con
 print(f"  single events    {single_rate:10.0f} events/s   ({sent} requests in 10 s, visible {single_visible - single_started:.2f} s after the first)")
 print(f"  clickhouse-client{direct_rate:10.0f} events/s   (one INSERT of the same rows)")
 print(f"  batch / direct = {batch_rate / direct_rate:.2f}")
+
+import re
+def wrk_figures(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    median = re.search(r"50%\s+([\d.]+\w+)", text).group(1)
+    return rps, median
+work = sys.argv[12]
+cached, cached_median = wrk_figures(f"{work}/cached.txt")
+uncached, uncached_median = wrk_figures(f"{work}/uncached.txt")
+print(f"\ndashboard query (user-activity, hourly over the day's {events}+ events; wrk 16 connections, 10 s)")
+print(f"  cached (HIT)     {cached:10.0f} requests/s   median {cached_median}")
+print(f"  uncached (MISS)  {uncached:10.0f} requests/s   median {uncached_median}")
+print(f"  cached / uncached = {cached / uncached:.1f}x")
 PY
