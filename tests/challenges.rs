@@ -5,7 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{json, spawn_app, wait_for_count, TestApp};
+use common::{json, settings_for, spawn_app, spawn_app_with, wait_for_count, RedisMode, TestApp};
+
+// A board and its mark must share a Redis Cluster slot.
+in_both_redis_modes!(a_lost_leaderboard_is_rebuilt_from_postgres);
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -145,9 +148,8 @@ async fn a_submission_lands_in_every_store() {
     assert_eq!(total["runtime_ms_p90"], 30.0);
 }
 
-#[tokio::test]
-async fn a_lost_leaderboard_is_rebuilt_from_postgres() {
-    let app = spawn_app().await;
+async fn a_lost_leaderboard_is_rebuilt_from_postgres(mode: RedisMode) {
+    let app = spawn_app_with(settings_for(mode)).await;
     let users = [
         new_user(&app, "u1").await,
         new_user(&app, "u2").await,
@@ -175,14 +177,24 @@ async fn a_lost_leaderboard_is_rebuilt_from_postgres() {
 
     // Redis loses the board (a flush, a failover to an empty replica).
     let board = format!("sgw:lb:{{{}:{challenge_id}}}", app.tenant);
-    let redis = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
-    let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
-    let removed: u64 = redis::cmd("DEL")
+    let delete = redis::cmd("DEL")
         .arg(&board)
         .arg(format!("{board}:built"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+        .clone();
+    let removed: u64 = match mode {
+        RedisMode::Single => {
+            let redis = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
+            let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
+            delete.query_async(&mut connection).await.unwrap()
+        }
+        RedisMode::Cluster => {
+            let nodes = std::env::var("STACK_REDIS_CLUSTER_NODES").unwrap();
+            let redis =
+                redis::cluster::ClusterClient::new(nodes.split(",").collect::<Vec<_>>()).unwrap();
+            let mut connection = redis.get_async_connection().await.unwrap();
+            delete.query_async(&mut connection).await.unwrap()
+        }
+    };
     assert_eq!(removed, 2);
     // A submission meanwhile must not make a board of one user look whole.
     created(

@@ -6,9 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    json, metric_value, spawn_app, spawn_app_for, spawn_app_with, stack_settings, wait_for_count,
-    wait_for_user_activity, TestApp,
+    json, metric_value, settings_for, spawn_app, spawn_app_for, spawn_app_with, stack_settings,
+    wait_for_count, wait_for_user_activity, RedisMode, TestApp,
 };
+
+// The cache's entry and lock must share a Redis Cluster slot.
+in_both_redis_modes!(a_cold_key_is_computed_once_for_a_hundred_callers_on_two_gateways);
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -191,10 +194,9 @@ async fn file_stats_and_api_usage_report_the_gateways_own_activity() {
     assert_eq!(sets, 3, "{all_routes}");
 }
 
-#[tokio::test]
-async fn a_cold_key_is_computed_once_for_a_hundred_callers_on_two_gateways() {
-    let first = spawn_app().await;
-    let second = spawn_app_for(stack_settings(), first.tenant.clone()).await;
+async fn a_cold_key_is_computed_once_for_a_hundred_callers_on_two_gateways(mode: RedisMode) {
+    let first = spawn_app_with(settings_for(mode)).await;
+    let second = spawn_app_for(settings_for(mode), first.tenant.clone()).await;
     let path = format!("/analytics/user-activity?{DAY}&interval=hour");
     let requests = (0..100).map(|i| {
         let app = if i % 2 == 0 { &first } else { &second };
