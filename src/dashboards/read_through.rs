@@ -177,7 +177,18 @@ impl ReadThrough {
         if redis_up {
             match self.lock(key, lifetimes.lock).await {
                 Ok(true) => {
-                    let filled = self.compute_and_store(key, lifetimes, compute).await;
+                    // Another gateway may have stored the entry between this
+                    // caller's miss and its taking the lock.
+                    let stored = match self.read(key).await {
+                        Ok(Some(entry)) if seen.is_none_or(|seen| entry.stored_at_ms > seen) => {
+                            Some(entry)
+                        }
+                        _ => None,
+                    };
+                    let filled = match stored {
+                        Some(entry) => Ok(entry),
+                        None => self.compute_and_store(key, lifetimes, compute).await,
+                    };
                     self.unlock(key).await;
                     return filled;
                 }
