@@ -331,13 +331,7 @@ impl Challenges {
         };
         match top {
             Ok(Some(standing)) => Ok((standing, LeaderboardSource::Rebuilt)),
-            Ok(None) | Err(_) => Ok((
-                Standing {
-                    ranked_users: scores.len() as u64,
-                    entries: scores.into_iter().take(limit as usize).collect(),
-                },
-                LeaderboardSource::Postgres,
-            )),
+            Ok(None) | Err(_) => Ok((standing(scores, limit), LeaderboardSource::Postgres)),
         }
     }
 
@@ -347,14 +341,11 @@ impl Challenges {
         challenge_id: Uuid,
         limit: u32,
     ) -> Result<Standing, ChallengeError> {
-        let scores: Vec<BestScore> = self
+        let scores = self
             .postgres
             .best_scores(tenant.as_str(), challenge_id, REBUILD_MAX_USERS)
             .await?;
-        Ok(Standing {
-            ranked_users: scores.len() as u64,
-            entries: scores.into_iter().take(limit as usize).collect(),
-        })
+        Ok(standing(scores, limit))
     }
 
     async fn forget_output(&self, tenant: &TenantId, cid: &str) {
@@ -368,6 +359,14 @@ impl Challenges {
 
     pub fn files(&self) -> &Files {
         &self.files
+    }
+}
+
+/// The first `limit` of every user's best score, best first.
+fn standing(scores: Vec<BestScore>, limit: u32) -> Standing {
+    Standing {
+        ranked_users: scores.len() as u64,
+        entries: scores.into_iter().take(limit as usize).collect(),
     }
 }
 
