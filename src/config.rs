@@ -293,6 +293,8 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// Upper bound on any JSON request body.
     pub json_body_limit_bytes: usize,
+    /// How often every backend is health-checked for `gateway_backend_up`.
+    pub backend_probe_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -536,6 +538,10 @@ impl Settings {
             ("dashboards.max_range_days", dashboards.max_range_days),
             ("dashboards.max_buckets", dashboards.max_buckets),
             ("dashboards.max_rows", dashboards.max_rows),
+            (
+                "server.backend_probe_interval_secs",
+                self.server.backend_probe_interval_secs,
+            ),
             (
                 "challenges.max_submission_bytes",
                 challenges.max_submission_bytes as u64,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub const HTTP_REQUESTS_TOTAL: &str = "gateway_http_requests_total";
@@ -54,6 +54,17 @@ const DASHBOARD_REQUESTS_HELP: &str = "Dashboard query requests by report and ho
 pub const DASHBOARD_QUERIES_TOTAL: &str = "gateway_dashboard_queries_total";
 const DASHBOARD_QUERIES_HELP: &str = "Dashboard queries this gateway ran in ClickHouse, by report.";
 
+pub const BACKEND_UP: &str = "gateway_backend_up";
+const BACKEND_UP_HELP: &str = "1 when the backend answered the gateway's last health check (every server.backend_probe_interval_secs), else 0.";
+
+pub const FILE_BYTES_TOTAL: &str = "gateway_file_bytes_total";
+const FILE_BYTES_HELP: &str =
+    "Bytes of file content through the gateway, by direction: upload (committed files), download (sent).";
+
+pub const FILE_PINS: &str = "gateway_file_pins";
+const FILE_PINS_HELP: &str =
+    "Content the gateway keeps pinned, by pin state (pinning, pinned, error), as of the reconciler's last pass.";
+
 /// Route label for requests that matched no route, so unknown paths cannot
 /// blow up the label set.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -80,6 +91,9 @@ pub struct Metrics {
     pub analytics_oldest_pending_seconds: Gauge,
     pub dashboard_requests: IntCounterVec,
     pub dashboard_queries: IntCounterVec,
+    pub backend_up: IntGaugeVec,
+    pub file_bytes: IntCounterVec,
+    pub file_pins: IntGaugeVec,
 }
 
 impl Metrics {
@@ -145,6 +159,12 @@ impl Metrics {
         );
         let dashboard_queries =
             counter(DASHBOARD_QUERIES_TOTAL, DASHBOARD_QUERIES_HELP, &["report"]);
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition is valid")
+        };
+        let backend_up = gauge(BACKEND_UP, BACKEND_UP_HELP, &["store"]);
+        let file_bytes = counter(FILE_BYTES_TOTAL, FILE_BYTES_HELP, &["direction"]);
+        let file_pins = gauge(FILE_PINS, FILE_PINS_HELP, &["state"]);
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -160,6 +180,9 @@ impl Metrics {
             Box::new(analytics_oldest_pending_seconds.clone()),
             Box::new(dashboard_requests.clone()),
             Box::new(dashboard_queries.clone()),
+            Box::new(backend_up.clone()),
+            Box::new(file_bytes.clone()),
+            Box::new(file_pins.clone()),
         ] {
             registry
                 .register(collector)
@@ -181,6 +204,9 @@ impl Metrics {
             analytics_oldest_pending_seconds,
             dashboard_requests,
             dashboard_queries,
+            backend_up,
+            file_bytes,
+            file_pins,
         })
     }
 

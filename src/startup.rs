@@ -147,6 +147,10 @@ impl Application {
         tokio::spawn(state.files.clone().reconcile_forever());
         tokio::spawn(state.analytics.clone().ship_forever());
         tokio::spawn(state.analytics.clone().flush_requests_forever());
+        tokio::spawn(state.stores.clone().probe_forever(
+            state.metrics.clone(),
+            std::time::Duration::from_secs(settings.server.backend_probe_interval_secs),
+        ));
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || http::app(data.clone()))
             .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -40,6 +40,8 @@ cluster_rest_port() { port $((29094 + 100 * ($1 - 1))); }
 cluster_proxy_port() { port $((29095 + 100 * ($1 - 1))); }
 cluster_swarm_port() { port $((29096 + 100 * ($1 - 1))); }
 cluster_pinsvc_port() { port $((29097 + 100 * ($1 - 1))); }
+cluster_metrics_port() { port $((29098 + 100 * ($1 - 1))); }
+PROMETHEUS_PORT=$(port 29090)
 
 POSTGRES_DB="storage_gateway"
 CLICKHOUSE_DB="fathuss_analytics"

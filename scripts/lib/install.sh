@@ -1,6 +1,6 @@
 # Installs what the local stack needs and is missing. Sourced after common.sh.
 
-DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client python3 curl)
+DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client prometheus python3 python3-yaml curl)
 
 # ensure_debian_packages [PACKAGE...]: the stack's packages when none are named.
 ensure_debian_packages() {

@@ -324,6 +324,10 @@ impl Files {
                 || cluster.pin(&pin),
             )
             .await?;
+        self.metrics
+            .file_bytes
+            .with_label_values(&["upload"])
+            .inc_by(content.size);
         Ok(row)
     }
 
@@ -348,6 +352,14 @@ impl Files {
             self.abandon(pending).await;
         }
         outcome
+    }
+
+    /// Counts `bytes` of content sent to a client.
+    pub fn count_download(&self, bytes: u64) {
+        self.metrics
+            .file_bytes
+            .with_label_values(&["download"])
+            .inc_by(bytes);
     }
 
     pub async fn file(&self, tenant: &TenantId, cid: &ContentId) -> Result<FileRow, FilesError> {

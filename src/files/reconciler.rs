@@ -48,6 +48,17 @@ impl Files {
             };
             postgres.set_pin_state(&cid, state).await?;
         }
+        let counts = postgres.pin_state_counts().await?;
+        for state in ["pinning", "pinned", "error"] {
+            let count = counts
+                .iter()
+                .find(|(name, _)| name == state)
+                .map_or(0, |(_, count)| *count);
+            self.metrics
+                .file_pins
+                .with_label_values(&[state])
+                .set(count);
+        }
         Ok(report)
     }
 

@@ -178,6 +178,45 @@ impl Stores {
             cluster: cluster::Cluster::new(&settings.cluster, metrics)?,
         })
     }
+
+    /// Asks every backend at once; each answers within its own timeout.
+    pub async fn check_all(&self) -> [(StoreKind, Duration, Result<HealthDetail, StoreError>); 5] {
+        async fn timed(
+            check: impl Future<Output = Result<HealthDetail, StoreError>>,
+        ) -> (Duration, Result<HealthDetail, StoreError>) {
+            let started = Instant::now();
+            let result = check.await;
+            (started.elapsed(), result)
+        }
+        let (postgres, redis, clickhouse, kubo, cluster) = tokio::join!(
+            timed(self.postgres.health()),
+            timed(self.redis.health()),
+            timed(self.clickhouse.health()),
+            timed(self.kubo.health()),
+            timed(self.cluster.health()),
+        );
+        let mut checks = [postgres, redis, clickhouse, kubo, cluster].into_iter();
+        StoreKind::ALL.map(|kind| {
+            let (took, result) = checks.next().expect("one check per store");
+            (kind, took, result)
+        })
+    }
+
+    /// Keeps `gateway_backend_up` current, checking every backend each
+    /// `interval`, so a backend that no request touches is still watched.
+    pub async fn probe_forever(self, metrics: Arc<Metrics>, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for (kind, _, result) in self.check_all().await {
+                metrics
+                    .backend_up
+                    .with_label_values(&[kind.name()])
+                    .set(i64::from(result.is_ok()));
+            }
+        }
+    }
 }
 
 /// What a health check learned about a backend that answered.

@@ -182,6 +182,7 @@ async fn read_output(
     let files = state.challenges.files();
     let file = files.file(&principal.tenant, &cid).await?;
     let content = files.content(&file, None).await?;
+    files.count_download(u64::try_from(file.size_bytes).unwrap_or(0));
     response.insert_header((
         header::HeaderName::from_static("x-output-cid"),
         cid.as_str(),

@@ -503,6 +503,7 @@ async fn download(
     state
         .analytics
         .file_downloaded(&principal.tenant, &file.cid, length, range.is_some());
+    state.files.count_download(length);
     Ok(response.no_chunking(length).streaming(content))
 }
 

@@ -1,14 +1,14 @@
 //! `GET /health` (the process is alive) and `GET /ready` (every backend answers).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use crate::http::resource;
 use crate::startup::AppState;
-use crate::stores::{HealthDetail, StoreError, StoreKind};
+use crate::stores::{HealthDetail, StoreError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").route(web::get().to(health)))
@@ -36,19 +36,12 @@ struct BackendReadiness {
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let stores = &state.stores;
-    // All five are asked at once; each answers within its own timeout.
-    let (postgres, redis, clickhouse, kubo, cluster) = tokio::join!(
-        timed(stores.postgres.health()),
-        timed(stores.redis.health()),
-        timed(stores.clickhouse.health()),
-        timed(stores.kubo.health()),
-        timed(stores.cluster.health()),
-    );
-    let backends: BTreeMap<&'static str, BackendReadiness> = StoreKind::ALL
+    let backends: BTreeMap<&'static str, BackendReadiness> = state
+        .stores
+        .check_all()
+        .await
         .into_iter()
-        .zip([postgres, redis, clickhouse, kubo, cluster])
-        .map(|(kind, readiness)| (kind.name(), readiness))
+        .map(|(kind, took, result)| (kind.name(), readiness(took, result)))
         .collect();
     let all_up = backends.values().all(|b| b.status == "up");
     let body = Readiness {
@@ -62,12 +55,8 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn timed(
-    check: impl std::future::Future<Output = Result<HealthDetail, StoreError>>,
-) -> BackendReadiness {
-    let started = Instant::now();
-    let result = check.await;
-    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+fn readiness(took: Duration, result: Result<HealthDetail, StoreError>) -> BackendReadiness {
+    let latency_ms = (took.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     match result {
         Ok(detail) => BackendReadiness {
             status: "up",

@@ -429,6 +429,23 @@ impl Postgres {
     }
 
     /// Records what the Cluster last said of a CID's pin.
+    /// How many stored CIDs are in each pin state.
+    pub async fn pin_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.guard
+            .run("count_pin_states", async {
+                let client = self.client().await?;
+                let rows = client
+                    .query(
+                        "SELECT pin_state, count(*) FROM ipfs_blobs GROUP BY pin_state",
+                        &[],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+            })
+            .await
+    }
+
     pub async fn set_pin_state(&self, cid: &str, pin_state: &str) -> Result<(), StoreError> {
         self.guard
             .run("set_pin_state", async {
