@@ -272,7 +272,7 @@ fn the_image_builds_in_stages_and_runs_unprivileged() {
     let user = dockerfile
         .lines()
         .filter_map(|line| line.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("a USER line");
     assert!(!["root", "0"].contains(&user.trim()), "runs as {user}");
     for line in dockerfile
