@@ -36,6 +36,8 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the OpenAPI document (as served at /openapi.json) and exit.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +86,10 @@ pub async fn run() -> ExitCode {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
         Command::Keys(command) => keys(settings, command).await,
+        Command::Openapi => crate::http::openapi::document()
+            .to_pretty_json()
+            .map(|text| println!("{text}"))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

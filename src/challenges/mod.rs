@@ -43,7 +43,7 @@ pub enum ChallengeError {
 }
 
 /// A submission as a caller sends it.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionInput {
     pub user_id: Uuid,

@@ -78,14 +78,21 @@ impl Interval {
 }
 
 /// The query string of every dashboard endpoint.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RawQuery {
+    /// Start of the range, RFC 3339 (default: `to` minus 7 days, or 24 hours hourly).
     pub from: Option<String>,
+    /// End of the range, RFC 3339, exclusive (default: the end of the current interval).
     pub to: Option<String>,
+    /// `hour` or `day` (the default).
     pub interval: Option<String>,
+    /// user-activity only: one user's events.
     pub user_id: Option<String>,
+    /// challenge-stats only: one challenge.
     pub challenge_id: Option<String>,
+    /// api-usage only: one route template, such as `/files/{cid}`.
     pub route: Option<String>,
 }
 

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod middleware;
+pub mod openapi;
 mod quota;
 pub mod routes;
 
@@ -37,6 +38,7 @@ pub fn app(
         // Open to all: liveness, readiness and metrics.
         .configure(routes::health::configure)
         .configure(routes::metrics::configure)
+        .configure(openapi::configure)
         // Everything else needs an API key.
         .service(
             web::scope("")
@@ -55,8 +57,30 @@ pub fn app(
 }
 
 /// A resource whose unsupported methods answer 405 in the common error shape.
+/// Its path is remembered, so a test can hold the routes against the OpenAPI
+/// document.
 pub fn resource(path: &str) -> actix_web::Resource {
+    registered()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_owned());
     web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+fn registered() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static PATHS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    PATHS.get_or_init(Default::default)
+}
+
+/// Every path given to [`resource`] in this process, as actix spells it.
+pub fn registered_paths() -> Vec<String> {
+    registered()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
 }
 
 async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {

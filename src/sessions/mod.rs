@@ -67,16 +67,19 @@ impl From<MalformedSessionId> for SessionError {
 }
 
 /// A session as callers see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub session_id: String,
     pub user_id: String,
     pub data: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub absolute_expires_at: OffsetDateTime,
     pub idle_ttl_seconds: u64,
     pub version: u64,

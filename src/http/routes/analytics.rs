@@ -13,20 +13,47 @@ use crate::http::resource;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/analytics/events").route(web::post().to(ingest)));
-    for report in [
-        Report::UserActivity,
-        Report::ChallengeStats,
-        Report::FileStats,
-        Report::ApiUsage,
-    ] {
-        cfg.service(
-            resource(&format!("/analytics/{}", report.name())).route(
-                web::get()
-                    .to(move |principal, state, query| dashboard(report, principal, state, query)),
-            ),
-        );
-    }
+    cfg.service(resource("/analytics/events").route(web::post().to(ingest)))
+        .service(resource("/analytics/user-activity").route(web::get().to(user_activity)))
+        .service(resource("/analytics/challenge-stats").route(web::get().to(challenge_stats)))
+        .service(resource("/analytics/file-stats").route(web::get().to(file_stats)))
+        .service(resource("/analytics/api-usage").route(web::get().to(api_usage)));
+}
+
+#[utoipa::path(get, path = "/analytics/user-activity", tag = "analytics", summary = "Events by type per bucket; total counts each event once", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+async fn user_activity(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    dashboard(Report::UserActivity, principal, state, query).await
+}
+
+#[utoipa::path(get, path = "/analytics/challenge-stats", tag = "analytics", summary = "Attempts, completions, completion rate, runtime median and p90, unique users", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+async fn challenge_stats(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    dashboard(Report::ChallengeStats, principal, state, query).await
+}
+
+#[utoipa::path(get, path = "/analytics/file-stats", tag = "analytics", summary = "Uploads, downloads and their bytes per bucket", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+async fn file_stats(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    dashboard(Report::FileStats, principal, state, query).await
+}
+
+#[utoipa::path(get, path = "/analytics/api-usage", tag = "analytics", summary = "The tenant's requests, errors and latency by route and method", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+async fn api_usage(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    dashboard(Report::ApiUsage, principal, state, query).await
 }
 
 /// A dashboard query, answered from the cache when it can be: `X-Cache`
@@ -55,6 +82,7 @@ async fn dashboard(
 
 /// Answers 202 with the events' ids once they are durable on the gateway;
 /// they reach ClickHouse in the next batch.
+#[utoipa::path(post, path = "/analytics/events", tag = "analytics", summary = "Ingest one event, a JSON array, or NDJSON; 202 once durable", request_body(description = "An event {event_id, event_type, user_id, timestamp, properties}, an array of them, or NDJSON (one event per line)", content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))), responses((status = 202, description = "The ids of the accepted events", body = serde_json::Value)))]
 async fn ingest(
     principal: Principal,
     state: web::Data<AppState>,
@@ -89,3 +117,8 @@ async fn ingest(
         "event_ids": ids,
     })))
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ingest, user_activity, challenge_stats, file_stats, api_usage))]
+pub struct Api;

@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin/keys/{id}").route(web::delete().to(revoke_key)));
 }
 
+#[utoipa::path(get, path = "/auth/whoami", tag = "auth", summary = "The calling key's tenant, id and scopes", responses((status = 200, description = "The key", body = serde_json::Value)))]
 async fn whoami(principal: Principal) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "tenant": principal.tenant,
@@ -30,7 +31,7 @@ async fn whoami(principal: Principal) -> HttpResponse {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     #[serde(default)]
@@ -38,6 +39,7 @@ struct CreateKey {
     scopes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/admin/keys", tag = "auth", summary = "Create an API key in the caller's tenant (admin)", request_body = CreateKey, responses((status = 201, description = "The key, shown once", body = serde_json::Value)))]
 async fn create_key(
     principal: Principal,
     state: web::Data<AppState>,
@@ -74,6 +76,7 @@ async fn create_key(
     })))
 }
 
+#[utoipa::path(get, path = "/admin/keys", tag = "auth", summary = "The tenant's keys, never their secrets (admin)", responses((status = 200, description = "The keys", body = serde_json::Value)))]
 async fn list_keys(
     principal: Principal,
     state: web::Data<AppState>,
@@ -83,6 +86,7 @@ async fn list_keys(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
 }
 
+#[utoipa::path(delete, path = "/admin/keys/{id}", tag = "auth", summary = "Revoke a key of the tenant (admin)", params(("id" = String, Path, description = "The key id")), responses((status = 204, description = "Revoked")))]
 async fn revoke_key(
     principal: Principal,
     state: web::Data<AppState>,
@@ -98,3 +102,8 @@ async fn revoke_key(
         )))
     }
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(whoami, create_key, list_keys, revoke_key))]
+pub struct Api;

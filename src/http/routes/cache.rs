@@ -41,7 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &CacheSettings) {
     );
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Set {
     key: String,
@@ -49,6 +49,7 @@ struct Set {
     ttl_seconds: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/cache/set", tag = "cache", summary = "Store a JSON value under a key", request_body = Set, responses((status = 200, description = "Stored, with its TTL", body = serde_json::Value)))]
 async fn set(
     principal: Principal,
     state: web::Data<AppState>,
@@ -62,6 +63,7 @@ async fn set(
     Ok(HttpResponse::Ok().json(json!({ "key": body.key, "ttl_seconds": ttl })))
 }
 
+#[utoipa::path(get, path = "/cache/get/{key}", tag = "cache", summary = "Read a value and its seconds left", params(("key" = String, Path, description = "The key; any characters, / included")), responses((status = 200, description = "The value", body = serde_json::Value)))]
 async fn get(
     principal: Principal,
     state: web::Data<AppState>,
@@ -76,6 +78,7 @@ async fn get(
     })))
 }
 
+#[utoipa::path(delete, path = "/cache/{key}", tag = "cache", summary = "Delete a key", params(("key" = String, Path, description = "The key; any characters, / included")), responses((status = 204, description = "Deleted")))]
 async fn delete(
     principal: Principal,
     state: web::Data<AppState>,
@@ -85,3 +88,8 @@ async fn delete(
     state.cache.delete(&principal.tenant, &key).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(set, get, delete))]
+pub struct Api;

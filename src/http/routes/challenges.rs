@@ -30,7 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_submission_bytes: usize) {
         .service(resource("/submissions/{id}/output").route(web::get().to(read_output)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     external_id: String,
@@ -39,6 +39,7 @@ struct CreateUser {
     email: Option<String>,
 }
 
+#[utoipa::path(post, path = "/users", tag = "challenges", summary = "Create a user", request_body = CreateUser, responses((status = 201, description = "The user", body = serde_json::Value), (status = 409, description = "The external id exists")))]
 async fn create_user(
     principal: Principal,
     state: web::Data<AppState>,
@@ -59,6 +60,7 @@ async fn create_user(
     Ok(HttpResponse::Created().json(user_json(&user)))
 }
 
+#[utoipa::path(get, path = "/users/{id}", tag = "challenges", summary = "A user", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The user", body = serde_json::Value)))]
 async fn read_user(
     principal: Principal,
     state: web::Data<AppState>,
@@ -69,7 +71,7 @@ async fn read_user(
     Ok(HttpResponse::Ok().json(user_json(&user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateChallenge {
     slug: String,
@@ -79,6 +81,7 @@ struct CreateChallenge {
     difficulty: Option<String>,
 }
 
+#[utoipa::path(post, path = "/challenges", tag = "challenges", summary = "Create a challenge", request_body = CreateChallenge, responses((status = 201, description = "The challenge", body = serde_json::Value), (status = 409, description = "The slug exists")))]
 async fn create_challenge(
     principal: Principal,
     state: web::Data<AppState>,
@@ -100,6 +103,7 @@ async fn create_challenge(
     Ok(HttpResponse::Created().json(challenge_json(&challenge)))
 }
 
+#[utoipa::path(get, path = "/challenges/{id}", tag = "challenges", summary = "A challenge", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The challenge", body = serde_json::Value)))]
 async fn read_challenge(
     principal: Principal,
     state: web::Data<AppState>,
@@ -110,6 +114,7 @@ async fn read_challenge(
     Ok(HttpResponse::Ok().json(challenge_json(&challenge)))
 }
 
+#[utoipa::path(post, path = "/challenges/{id}/submissions", tag = "challenges", summary = "Submit: large outputs go to IPFS, scores to the leaderboard", params(("id" = uuid::Uuid, Path, description = "The challenge")), request_body = crate::challenges::SubmissionInput, responses((status = 201, description = "The submission", body = serde_json::Value)))]
 async fn submit(
     principal: Principal,
     state: web::Data<AppState>,
@@ -124,12 +129,13 @@ async fn submit(
     Ok(HttpResponse::Created().json(submission_json(&submission)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct LeaderboardQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/challenges/{id}/leaderboard", tag = "challenges", summary = "Each user's best score, best first", params(("id" = uuid::Uuid, Path, description = "The challenge"), LeaderboardQuery), responses((status = 200, description = "The leaderboard and where it was read", body = serde_json::Value)))]
 async fn leaderboard(
     principal: Principal,
     state: web::Data<AppState>,
@@ -155,6 +161,7 @@ async fn leaderboard(
     Ok(HttpResponse::Ok().json(leaderboard_json(*id, &standing, &source)))
 }
 
+#[utoipa::path(get, path = "/submissions/{id}", tag = "challenges", summary = "A submission, its output inline or named by CID", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The submission", body = serde_json::Value)))]
 async fn read_submission(
     principal: Principal,
     state: web::Data<AppState>,
@@ -166,6 +173,7 @@ async fn read_submission(
 }
 
 /// The output alone, as text: inline from Postgres, or streamed from IPFS.
+#[utoipa::path(get, path = "/submissions/{id}/output", tag = "challenges", summary = "A submission's output as text, streamed from IPFS when stored there", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The output", body = String)))]
 async fn read_output(
     principal: Principal,
     state: web::Data<AppState>,
@@ -265,3 +273,17 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_user,
+    read_user,
+    create_challenge,
+    read_challenge,
+    submit,
+    leaderboard,
+    read_submission,
+    read_output
+))]
+pub struct Api;

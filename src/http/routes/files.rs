@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     name: Option<String>,
@@ -61,6 +61,7 @@ struct UploadFields {
     declared_type: Option<String>,
 }
 
+#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning); 202 with ?wait=pinned when the wait ran out", body = serde_json::Value)))]
 async fn upload(
     principal: Principal,
     state: web::Data<AppState>,
@@ -354,6 +355,7 @@ fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
     ContentId::parse(raw).map_err(|e| ApiError::bad_request("invalid_cid", e.to_string()))
 }
 
+#[utoipa::path(get, path = "/files/{cid}", tag = "files", summary = "A file's metadata and live pin status", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The file", body = serde_json::Value)))]
 async fn describe(
     principal: Principal,
     state: web::Data<AppState>,
@@ -367,7 +369,7 @@ async fn describe(
     Ok(HttpResponse::Ok().json(file_json(&row, &state, pin.as_ref())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<i64>,
@@ -375,6 +377,7 @@ struct ListQuery {
     owner: Option<String>,
 }
 
+#[utoipa::path(get, path = "/files", tag = "files", summary = "The tenant's files, newest first", params(ListQuery), responses((status = 200, description = "A page of files and next_cursor", body = serde_json::Value)))]
 async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -428,6 +431,7 @@ mod cursor {
     }
 }
 
+#[utoipa::path(delete, path = "/files/{cid}", tag = "files", summary = "Drop the tenant's file; unpinned when no tenant holds the CID", params(("cid" = String, Path, description = "The content id")), responses((status = 204, description = "Deleted")))]
 async fn delete(
     principal: Principal,
     state: web::Data<AppState>,
@@ -439,6 +443,7 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(method(get, head), path = "/files/{cid}/download", tag = "files", summary = "The content, streamed; one Range, If-None-Match", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The content", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The requested range"), (status = 304, description = "Not modified"), (status = 416, description = "Range not satisfiable")))]
 async fn download(
     principal: Principal,
     state: web::Data<AppState>,
@@ -543,3 +548,8 @@ fn attachment(name: &str) -> header::ContentDisposition {
         ],
     }
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upload, list, describe, delete, download))]
+pub struct Api;

@@ -15,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/ready").route(web::get().to(ready)));
 }
 
+#[utoipa::path(get, path = "/health", tag = "operations", summary = "Liveness: the process answers", responses((status = 200, description = "Alive", body = serde_json::Value)))]
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
@@ -35,6 +36,7 @@ struct BackendReadiness {
     error: Option<String>,
 }
 
+#[utoipa::path(get, path = "/ready", tag = "operations", summary = "Readiness: each backend's status, latency and version", responses((status = 200, description = "Every backend answers", body = serde_json::Value), (status = 503, description = "A backend is down", body = serde_json::Value)))]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let backends: BTreeMap<&'static str, BackendReadiness> = state
         .stores
@@ -72,3 +74,8 @@ fn readiness(took: Duration, result: Result<HealthDetail, StoreError>) -> Backen
         },
     }
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready))]
+pub struct Api;

@@ -14,7 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/rate-limit/status/{key}").route(web::get().to(status)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Check {
     key: String,
@@ -27,6 +27,7 @@ fn one() -> u64 {
     1
 }
 
+#[utoipa::path(post, path = "/rate-limit/check", tag = "rate limits", summary = "Consume from a key's limits", request_body = Check, responses((status = 200, description = "Allowed, with RateLimit headers", body = serde_json::Value), (status = 429, description = "Denied (application/problem+json), with Retry-After")))]
 async fn check(
     principal: Principal,
     state: web::Data<AppState>,
@@ -44,12 +45,13 @@ async fn check(
     Ok(answer(&decision))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct StatusOptions {
     policy: Option<String>,
 }
 
+#[utoipa::path(get, path = "/rate-limit/status/{key}", tag = "rate limits", summary = "A key's limits without consuming", params(("key" = String, Path, description = "The limited key"), StatusOptions), responses((status = 200, description = "Its state", body = serde_json::Value)))]
 async fn status(
     principal: Principal,
     state: web::Data<AppState>,
@@ -71,3 +73,8 @@ fn answer(decision: &Decision) -> HttpResponse {
     quota::insert_headers(&mut response, decision);
     response.json(quota::fields(decision))
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(check, status))]
+pub struct Api;

@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Create {
     user_id: String,
@@ -42,6 +42,7 @@ fn empty_object() -> serde_json::Value {
     json!({})
 }
 
+#[utoipa::path(post, path = "/session/create", tag = "sessions", summary = "Create a session", request_body = Create, responses((status = 201, description = "The session; ETag its version", body = crate::sessions::Session)))]
 async fn create(
     principal: Principal,
     state: web::Data<AppState>,
@@ -60,12 +61,13 @@ async fn create(
     Ok(with_version(HttpResponse::Created(), &session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ReadOptions {
     slide: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/session/{id}", tag = "sessions", summary = "Read a session, sliding its idle expiry unless slide=false", params(("id" = String, Path, description = "The session id"), ReadOptions), responses((status = 200, description = "The session", body = crate::sessions::Session)))]
 async fn read(
     principal: Principal,
     state: web::Data<AppState>,
@@ -80,7 +82,7 @@ async fn read(
     Ok(with_version(HttpResponse::Ok(), &session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Update {
     data: serde_json::Value,
@@ -89,6 +91,7 @@ struct Update {
 /// Replaces the data, only if the session is still at the version the
 /// caller read (`If-Match`), so concurrent writers cannot lose each other's
 /// changes without knowing.
+#[utoipa::path(method(put, patch), path = "/session/{id}", tag = "sessions", summary = "Replace a session's data (also PATCH); needs If-Match", params(("id" = String, Path, description = "The session id"), ("If-Match" = String, Header, description = "The session version as an ETag, or *")), request_body = Update, responses((status = 200, description = "The session", body = crate::sessions::Session), (status = 412, description = "Stale If-Match"), (status = 428, description = "No If-Match")))]
 async fn update(
     principal: Principal,
     state: web::Data<AppState>,
@@ -105,6 +108,7 @@ async fn update(
     Ok(with_version(HttpResponse::Ok(), &session))
 }
 
+#[utoipa::path(post, path = "/session/{id}/rotate", tag = "sessions", summary = "The same session under a new id; the old one ends", params(("id" = String, Path, description = "The session id")), responses((status = 200, description = "The session", body = crate::sessions::Session)))]
 async fn rotate(
     principal: Principal,
     state: web::Data<AppState>,
@@ -115,6 +119,7 @@ async fn rotate(
     Ok(with_version(HttpResponse::Ok(), &session))
 }
 
+#[utoipa::path(delete, path = "/session/{id}", tag = "sessions", summary = "End a session", params(("id" = String, Path, description = "The session id")), responses((status = 204, description = "Ended")))]
 async fn revoke(
     principal: Principal,
     state: web::Data<AppState>,
@@ -125,6 +130,7 @@ async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/users/{user_id}/sessions", tag = "sessions", summary = "A user's live sessions", params(("user_id" = String, Path, description = "The user id the sessions were created for")), responses((status = 200, description = "The sessions", body = serde_json::Value)))]
 async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -135,13 +141,14 @@ async fn list(
     Ok(HttpResponse::Ok().json(json!({ "user_id": *user_id, "sessions": sessions })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct RevokeAllOptions {
     /// A session to keep, for "log out my other devices".
     except: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/users/{user_id}/sessions", tag = "sessions", summary = "End all of a user's sessions, or all but ?except=", params(("user_id" = String, Path, description = "The user id"), RevokeAllOptions), responses((status = 200, description = "How many ended", body = serde_json::Value)))]
 async fn revoke_all(
     principal: Principal,
     state: web::Data<AppState>,
@@ -189,3 +196,8 @@ fn expected_version(req: &HttpRequest) -> Result<Expected, ApiError> {
         .map(Expected::Version)
         .ok_or_else(malformed)
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, read, update, rotate, revoke, list, revoke_all))]
+pub struct Api;

@@ -1,0 +1,173 @@
+//! The OpenAPI document, generated from the handlers' annotations, served at
+//! `/openapi.json`, and a browsable page of it at `/docs`.
+//!
+//! What every operation shares is added here rather than on each handler:
+//! the API key schemes, and the error responses of the one error type.
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_redoc::{Redoc, Servable};
+
+use super::resource;
+use super::routes;
+
+/// Paths anyone may call; every other one needs an API key.
+pub const OPEN_PATHS: &[&str] = &["/health", "/ready", "/metrics", "/openapi.json"];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "storage-gateway",
+        description = "One gateway in front of IPFS (Kubo and IPFS Cluster), PostgreSQL, Redis and ClickHouse: files, sessions, rate limits, a key/value cache, analytics events and dashboards, challenges and leaderboards."
+    ),
+    paths(openapi_json),
+    components(schemas(ErrorResponse, ErrorDetail)),
+    modifiers(&Shared)
+)]
+struct Root;
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ErrorResponse {
+    error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Stable, machine-readable: invalid_query, unauthenticated, forbidden,
+    /// not_found, conflict, payload_too_large, backend_unavailable, ...
+    code: String,
+    /// What was wrong, for a person.
+    message: String,
+    /// With 503: the store that is down (postgres, redis, clickhouse, kubo, cluster).
+    backend: Option<String>,
+    /// With 400 invalid_events: each bad event by index and why.
+    events: Option<Vec<serde_json::Value>>,
+}
+
+/// The whole document, built once.
+pub fn document() -> &'static Document {
+    static DOCUMENT: OnceLock<Document> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document = Root::openapi();
+        for part in [
+            routes::health::Api::openapi(),
+            routes::metrics::Api::openapi(),
+            routes::api_keys::Api::openapi(),
+            routes::files::Api::openapi(),
+            routes::analytics::Api::openapi(),
+            routes::sessions::Api::openapi(),
+            routes::rate_limit::Api::openapi(),
+            routes::cache::Api::openapi(),
+            routes::challenges::Api::openapi(),
+        ] {
+            document.merge(part);
+        }
+        Shared.modify(&mut document);
+        document
+    })
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(Redoc::with_url("/docs", document().clone()));
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value)))]
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
+
+/// Adds the security schemes, and to each operation its key requirement
+/// and the error responses it can give.
+struct Shared;
+
+impl Modify for Shared {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sgw_<id>_<secret>")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        let error = |description: &str| -> RefOr<Response> {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                            "ErrorResponse",
+                        )))
+                        .build(),
+                )
+                .into()
+        };
+        for (path, item) in document.paths.paths.iter_mut() {
+            let open = OPEN_PATHS.contains(&path.as_str());
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                if !open {
+                    operation.security = Some(vec![
+                        utoipa::openapi::security::SecurityRequirement::new(
+                            "bearer",
+                            Vec::<String>::new(),
+                        ),
+                        utoipa::openapi::security::SecurityRequirement::new(
+                            "api_key",
+                            Vec::<String>::new(),
+                        ),
+                    ]);
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error("Malformed input; the message says what is wrong")
+                    });
+                    responses
+                        .entry("401".into())
+                        .or_insert_with(|| error("No valid API key"));
+                    responses
+                        .entry("403".into())
+                        .or_insert_with(|| error("The key lacks the scope"));
+                    responses
+                        .entry("404".into())
+                        .or_insert_with(|| error("Nothing of that name in this tenant"));
+                    responses
+                        .entry("413".into())
+                        .or_insert_with(|| error("A body or value over its limit"));
+                    responses.entry("429".into()).or_insert_with(|| {
+                        error(
+                            "The key's gateway rate limit is exhausted (application/problem+json)",
+                        )
+                    });
+                }
+                responses.entry("503".into()).or_insert_with(|| {
+                    error("A backend is down or did not answer in time; backend names it")
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The OpenAPI document: served, browsable, and complete: a route the
+//! gateway answers that the document lacks fails this test.
+
+mod common;
+
+use common::{json, spawn_app};
+use reqwest::Method;
+use serde_json::Value;
+
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// A concrete path for an actix path pattern: each `{name}` or
+/// `{name:regex}` segment becomes `p1`.
+fn concrete(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in pattern.chars() {
+        match c {
+            '{' => {
+                if depth == 0 {
+                    out.push_str("p1");
+                }
+                depth += 1;
+            }
+            '}' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a documented path template (`/cache/{key}`) covers `path`; a
+/// parameter may span slashes, as cache keys do.
+fn covers(template: &str, path: &str) -> bool {
+    let mut pattern = String::from("^");
+    for (i, part) in template.split('{').enumerate() {
+        let literal = if i == 0 {
+            part
+        } else {
+            part.split_once('}').map_or(part, |(_, rest)| {
+                pattern.push_str(".+");
+                rest
+            })
+        };
+        for c in literal.chars() {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '-' || c == '_' {
+                pattern.push(c);
+            } else {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+        }
+    }
+    pattern.push('$');
+    matches(&pattern, path)
+}
+
+/// A tiny matcher for the patterns `covers` builds: literals and `.+`.
+fn matches(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p {
+            ['^', rest @ ..] => go(rest, t),
+            ['$'] => t.is_empty(),
+            ['.', '+', rest @ ..] => (1..=t.len()).any(|n| go(rest, &t[n..])),
+            ['\\', c, rest @ ..] | [c, rest @ ..] => t.first() == Some(c) && go(rest, &t[1..]),
+            [] => t.is_empty(),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+fn documented(document: &Value, method: &str, path: &str) -> bool {
+    document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .any(|(template, item)| {
+            covers(template, path) && !item[method.to_ascii_lowercase()].is_null()
+        })
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_document() {
+    let app = spawn_app().await;
+    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let document = json(response).await;
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+
+    let paths = storage_gateway::http::registered_paths();
+    assert!(paths.len() > 30, "{paths:?}");
+    let mut missing = Vec::new();
+    let mut answered = 0;
+    for pattern in &paths {
+        let path = concrete(pattern);
+        for method in METHODS {
+            let response = app
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), &path)
+                .send()
+                .await
+                .unwrap();
+            // A resource answers 405 for the methods it has no route for.
+            if response.status() == 405 {
+                continue;
+            }
+            answered += 1;
+            if !documented(&document, method, &path) {
+                missing.push(format!("{method} {pattern}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes missing from /openapi.json: {missing:#?}"
+    );
+    assert!(
+        answered >= paths.len(),
+        "every path answers at least one method"
+    );
+}
+
+#[tokio::test]
+async fn operations_carry_auth_errors_and_schemas() {
+    let app = spawn_app().await;
+    let document = json(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    let open = storage_gateway::http::openapi::OPEN_PATHS;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            assert!(!responses["503"].is_null(), "{method} {path}: no 503");
+            if open.contains(&path.as_str()) {
+                assert!(operation["security"].is_null(), "{method} {path} is open");
+                continue;
+            }
+            assert!(
+                operation["security"].is_array(),
+                "{method} {path}: no security"
+            );
+            assert!(!responses["429"].is_null(), "{method} {path}: no 429");
+            for status in ["400", "401", "403"] {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorResponse",
+                    "{method} {path}: {status}"
+                );
+            }
+        }
+    }
+    // Request bodies are described by their schemas.
+    let create = &document["paths"]["/session/create"]["post"]["requestBody"];
+    let schema = create["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let properties = &document["components"]["schemas"][&schema]["properties"];
+    assert!(properties["user_id"].is_object(), "{properties}");
+
+    let docs = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("openapi"));
+}
+
+#[test]
+fn templates_cover_their_paths() {
+    assert!(covers("/cache/{key}", "/cache/get/p1"));
+    assert!(covers("/files/{cid}/download", "/files/p1/download"));
+    assert!(!covers("/session/{id}/rotate", "/session/p1"));
+    assert_eq!(concrete("/cache/get/{key:.+}"), "/cache/get/p1");
+}
