@@ -735,6 +735,77 @@ impl ClusterSettings {
 mod tests {
     use super::*;
 
+    /// The configuration reference in README.md, rendered from the defaults
+    /// file: every key, its environment names, its default and the comment
+    /// above it.
+    fn reference_table() -> String {
+        let mut table = String::from("| key | environment | default | |\n|---|---|---|---|\n");
+        let mut section = String::new();
+        let mut comment: Vec<String> = Vec::new();
+        for line in DEFAULTS.lines().map(str::trim) {
+            if line.is_empty() {
+                comment.clear();
+            } else if let Some(text) = line.strip_prefix('#') {
+                comment.push(text.trim().to_owned());
+            } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                comment.clear();
+            } else if let Some((name, value)) = line.split_once(" = ") {
+                let key = format!("{section}.{}", name.trim());
+                let mut environment = vec![format!(
+                    "`GATEWAY__{}`",
+                    key.to_uppercase().replace('.', "__")
+                )];
+                environment.extend(
+                    CONVENTIONAL_ENV
+                        .iter()
+                        .filter(|(_, target)| *target == key)
+                        .map(|(name, _)| format!("`{name}`")),
+                );
+                let described = comment
+                    .join(" ")
+                    .split(" (env: ")
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches(['.', ' '])
+                    .replace('|', "\\|");
+                table.push_str(&format!(
+                    "| `{key}` | {} | `{}` | {described} |\n",
+                    environment.join(" "),
+                    value.trim().replace('|', "\\|")
+                ));
+                comment.clear();
+            }
+        }
+        table
+    }
+
+    /// README's reference is the defaults file's: `UPDATE_README=1 cargo
+    /// test --lib config` rewrites it after a change of keys.
+    #[test]
+    fn readme_lists_every_key_with_its_default() {
+        let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(readme_path).unwrap();
+        let (begin, end) = (
+            "<!-- configuration:begin -->\n",
+            "<!-- configuration:end -->",
+        );
+        let start = readme
+            .find(begin)
+            .expect("README has the reference markers")
+            + begin.len();
+        let stop = readme.find(end).expect("README has the reference markers");
+        let expected = reference_table();
+        if readme[start..stop] != expected {
+            if std::env::var("UPDATE_README").is_ok() {
+                let updated = format!("{}{expected}{}", &readme[..start], &readme[stop..]);
+                std::fs::write(readme_path, updated).unwrap();
+            } else {
+                panic!("README's configuration reference is out of date; run UPDATE_README=1 cargo test --lib config, or paste:\n{expected}");
+            }
+        }
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
