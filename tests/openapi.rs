@@ -169,6 +169,50 @@ async fn operations_carry_auth_errors_and_schemas() {
     assert!(docs.text().await.unwrap().contains("openapi"));
 }
 
+/// The property names of schema `name` in the document's components.
+fn properties(document: &Value, name: &str) -> std::collections::BTreeSet<String> {
+    document["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(value: &Value) -> std::collections::BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn documented_response_schemas_match_real_answers() {
+    let app = spawn_app().await;
+    let document = json(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let dashboard = json(app.get("/analytics/file-stats").await).await;
+    assert_eq!(keys(&dashboard), properties(&document, "DashboardAnswer"));
+    let events = serde_json::json!([{"event_type": "x"}]);
+    let accepted = json(app.post_json("/analytics/events", &events).await).await;
+    assert_eq!(keys(&accepted), properties(&document, "Accepted"));
+    let whoami = json(app.get("/auth/whoami").await).await;
+    assert_eq!(keys(&whoami), properties(&document, "WhoAmI"));
+    let set = serde_json::json!({"key": "k", "value": [1]});
+    let stored = json(app.post_json("/cache/set", &set).await).await;
+    assert_eq!(keys(&stored), properties(&document, "Stored"));
+    let entry = json(app.get("/cache/get/k").await).await;
+    assert_eq!(keys(&entry), properties(&document, "Entry"));
+    let user = json(
+        app.post_json("/users", &serde_json::json!({"external_id": "u"}))
+            .await,
+    )
+    .await;
+    assert_eq!(keys(&user), properties(&document, "UserResponse"));
+    let session = json(
+        app.post_json("/session/create", &serde_json::json!({"user_id": "u"}))
+            .await,
+    )
+    .await;
+    assert_eq!(keys(&session), properties(&document, "Session"));
+}
+
 #[test]
 fn templates_cover_their_paths() {
     assert!(covers("/cache/{key}", "/cache/get/p1"));

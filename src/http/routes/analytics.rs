@@ -4,7 +4,6 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde_json::json;
 
 use crate::auth::{Principal, Scope};
 use crate::dashboards::{DashboardQuery, RawQuery, Report};
@@ -20,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/analytics/api-usage").route(web::get().to(api_usage)));
 }
 
-#[utoipa::path(get, path = "/analytics/user-activity", tag = "analytics", summary = "Events by type per bucket; total counts each event once", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+#[utoipa::path(get, path = "/analytics/user-activity", tag = "analytics", summary = "Events by type per bucket; total counts each event once", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = DashboardAnswer, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
 async fn user_activity(
     principal: Principal,
     state: web::Data<AppState>,
@@ -29,7 +28,7 @@ async fn user_activity(
     dashboard(Report::UserActivity, principal, state, query).await
 }
 
-#[utoipa::path(get, path = "/analytics/challenge-stats", tag = "analytics", summary = "Attempts, completions, completion rate, runtime median and p90, unique users", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+#[utoipa::path(get, path = "/analytics/challenge-stats", tag = "analytics", summary = "Attempts, completions, completion rate, runtime median and p90, unique users", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = DashboardAnswer, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
 async fn challenge_stats(
     principal: Principal,
     state: web::Data<AppState>,
@@ -38,7 +37,7 @@ async fn challenge_stats(
     dashboard(Report::ChallengeStats, principal, state, query).await
 }
 
-#[utoipa::path(get, path = "/analytics/file-stats", tag = "analytics", summary = "Uploads, downloads and their bytes per bucket", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+#[utoipa::path(get, path = "/analytics/file-stats", tag = "analytics", summary = "Uploads, downloads and their bytes per bucket", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = DashboardAnswer, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
 async fn file_stats(
     principal: Principal,
     state: web::Data<AppState>,
@@ -47,7 +46,7 @@ async fn file_stats(
     dashboard(Report::FileStats, principal, state, query).await
 }
 
-#[utoipa::path(get, path = "/analytics/api-usage", tag = "analytics", summary = "The tenant's requests, errors and latency by route and method", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = serde_json::Value, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
+#[utoipa::path(get, path = "/analytics/api-usage", tag = "analytics", summary = "The tenant's requests, errors and latency by route and method", params(RawQuery), responses((status = 200, description = "The report: range, interval, buckets (one per interval), total", body = DashboardAnswer, headers(("X-Cache" = String, description = "HIT, MISS or STALE"), ("Age" = u64, description = "Seconds since the answer was computed")))))]
 async fn api_usage(
     principal: Principal,
     state: web::Data<AppState>,
@@ -82,7 +81,7 @@ async fn dashboard(
 
 /// Answers 202 with the events' ids once they are durable on the gateway;
 /// they reach ClickHouse in the next batch.
-#[utoipa::path(post, path = "/analytics/events", tag = "analytics", summary = "Ingest one event, a JSON array, or NDJSON; 202 once durable", request_body(description = "An event {event_id, event_type, user_id, timestamp, properties}, an array of them, or NDJSON (one event per line)", content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))), responses((status = 202, description = "The ids of the accepted events", body = serde_json::Value)))]
+#[utoipa::path(post, path = "/analytics/events", tag = "analytics", summary = "Ingest one event, a JSON array, or NDJSON; 202 once durable", request_body(description = "An event {event_id, event_type, user_id, timestamp, properties}, an array of them, or NDJSON (one event per line)", content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))), responses((status = 202, description = "The ids of the accepted events", body = Accepted)))]
 async fn ingest(
     principal: Principal,
     state: web::Data<AppState>,
@@ -112,10 +111,45 @@ async fn ingest(
         .analytics
         .ingest(&principal.tenant, &body, ndjson)
         .await?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "accepted": ids.len(),
-        "event_ids": ids,
-    })))
+    Ok(HttpResponse::Accepted().json(Accepted {
+        accepted: ids.len(),
+        event_ids: ids,
+    }))
+}
+
+/// Events durable on the gateway, on their way to ClickHouse.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Accepted {
+    accepted: usize,
+    /// In the order sent; assigned by the gateway where an event had none.
+    event_ids: Vec<uuid::Uuid>,
+}
+
+/// The frame of every dashboard answer; the fields of a bucket and of the
+/// total depend on the report (see each endpoint).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DashboardAnswer {
+    /// user-activity, challenge-stats, file-stats or api-usage.
+    report: String,
+    range: DashboardRange,
+    /// hour or day.
+    interval: String,
+    /// One per interval of the range, oldest first, each with its `start`.
+    buckets: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Over the whole range: a count for user-activity, an object otherwise.
+    total: serde_json::Value,
+    /// More rows than dashboards.max_rows: the buckets are cut.
+    truncated: bool,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DashboardRange {
+    #[schema(format = DateTime)]
+    from: String,
+    #[schema(format = DateTime)]
+    to: String,
 }
 
 /// This module's part of the OpenAPI document.

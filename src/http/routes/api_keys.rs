@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use crate::auth::{Principal, Scope};
+use crate::auth::{ApiKeyInfo, Principal, Scope};
 use crate::http::error::ApiError;
 use crate::http::resource;
 use crate::startup::AppState;
@@ -22,13 +22,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin/keys/{id}").route(web::delete().to(revoke_key)));
 }
 
-#[utoipa::path(get, path = "/auth/whoami", tag = "auth", summary = "The calling key's tenant, id and scopes", responses((status = 200, description = "The key", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/auth/whoami", tag = "auth", summary = "The calling key's tenant, id and scopes", responses((status = 200, description = "The key", body = WhoAmI)))]
 async fn whoami(principal: Principal) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "tenant": principal.tenant,
-        "key_id": principal.key_id,
-        "scopes": principal.scopes,
-    }))
+    HttpResponse::Ok().json(WhoAmI {
+        tenant: principal.tenant.as_str().to_owned(),
+        key_id: principal.key_id,
+        scopes: principal
+            .scopes
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+    })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct WhoAmI {
+    tenant: String,
+    key_id: String,
+    scopes: Vec<String>,
+}
+
+/// A new key: `key` is the secret, shown this once.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Issued {
+    key: String,
+    #[serde(flatten)]
+    info: ApiKeyInfo,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Keys {
+    keys: Vec<ApiKeyInfo>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -39,7 +63,7 @@ struct CreateKey {
     scopes: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/admin/keys", tag = "auth", summary = "Create an API key in the caller's tenant (admin)", request_body = CreateKey, responses((status = 201, description = "The key, shown once", body = serde_json::Value)))]
+#[utoipa::path(post, path = "/admin/keys", tag = "auth", summary = "Create an API key in the caller's tenant (admin)", request_body = CreateKey, responses((status = 201, description = "The key, shown once", body = Issued)))]
 async fn create_key(
     principal: Principal,
     state: web::Data<AppState>,
@@ -65,25 +89,20 @@ async fn create_key(
         .api_keys
         .create(&principal.tenant, &scopes, &body.name)
         .await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "key": issued.key,
-        "id": issued.info.id,
-        "tenant": issued.info.tenant,
-        "name": issued.info.name,
-        "scopes": issued.info.scopes,
-        "created_at": issued.info.created_at.format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-    })))
+    Ok(HttpResponse::Created().json(Issued {
+        key: issued.key,
+        info: issued.info,
+    }))
 }
 
-#[utoipa::path(get, path = "/admin/keys", tag = "auth", summary = "The tenant's keys, never their secrets (admin)", responses((status = 200, description = "The keys", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/admin/keys", tag = "auth", summary = "The tenant's keys, never their secrets (admin)", responses((status = 200, description = "The keys", body = Keys)))]
 async fn list_keys(
     principal: Principal,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Admin)?;
     let keys = state.api_keys.list(&principal.tenant).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+    Ok(HttpResponse::Ok().json(Keys { keys }))
 }
 
 #[utoipa::path(delete, path = "/admin/keys/{id}", tag = "auth", summary = "Revoke a key of the tenant (admin)", params(("id" = String, Path, description = "The key id")), responses((status = 204, description = "Revoked")))]

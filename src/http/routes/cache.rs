@@ -2,8 +2,7 @@
 //! `DELETE /cache/{key}`. Keys may hold any characters, `/` included.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Principal, Scope};
 use crate::config::CacheSettings;
@@ -49,7 +48,7 @@ struct Set {
     ttl_seconds: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/cache/set", tag = "cache", summary = "Store a JSON value under a key", request_body = Set, responses((status = 200, description = "Stored, with its TTL", body = serde_json::Value)))]
+#[utoipa::path(post, path = "/cache/set", tag = "cache", summary = "Store a JSON value under a key", request_body = Set, responses((status = 200, description = "Stored, with its TTL", body = Stored)))]
 async fn set(
     principal: Principal,
     state: web::Data<AppState>,
@@ -60,10 +59,28 @@ async fn set(
         .cache
         .set(&principal.tenant, &body.key, &body.value, body.ttl_seconds)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "key": body.key, "ttl_seconds": ttl })))
+    Ok(HttpResponse::Ok().json(Stored {
+        key: body.key.clone(),
+        ttl_seconds: ttl,
+    }))
 }
 
-#[utoipa::path(get, path = "/cache/get/{key}", tag = "cache", summary = "Read a value and its seconds left", params(("key" = String, Path, description = "The key; any characters, / included")), responses((status = 200, description = "The value", body = serde_json::Value)))]
+#[derive(Serialize, utoipa::ToSchema)]
+struct Stored {
+    key: String,
+    /// The expiry used.
+    ttl_seconds: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Entry {
+    key: String,
+    value: serde_json::Value,
+    /// Seconds left.
+    ttl_seconds: u64,
+}
+
+#[utoipa::path(get, path = "/cache/get/{key}", tag = "cache", summary = "Read a value and its seconds left", params(("key" = String, Path, description = "The key; any characters, / included")), responses((status = 200, description = "The value", body = Entry)))]
 async fn get(
     principal: Principal,
     state: web::Data<AppState>,
@@ -71,11 +88,11 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Cache)?;
     let cached = state.cache.get(&principal.tenant, &key).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "key": *key,
-        "value": cached.value,
-        "ttl_seconds": cached.ttl_seconds,
-    })))
+    Ok(HttpResponse::Ok().json(Entry {
+        key: key.into_inner(),
+        value: cached.value,
+        ttl_seconds: cached.ttl_seconds,
+    }))
 }
 
 #[utoipa::path(delete, path = "/cache/{key}", tag = "cache", summary = "Delete a key", params(("key" = String, Path, description = "The key; any characters, / included")), responses((status = 204, description = "Deleted")))]

@@ -2,8 +2,8 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Scope};
@@ -39,7 +39,7 @@ struct CreateUser {
     email: Option<String>,
 }
 
-#[utoipa::path(post, path = "/users", tag = "challenges", summary = "Create a user", request_body = CreateUser, responses((status = 201, description = "The user", body = serde_json::Value), (status = 409, description = "The external id exists")))]
+#[utoipa::path(post, path = "/users", tag = "challenges", summary = "Create a user", request_body = CreateUser, responses((status = 201, description = "The user", body = UserResponse), (status = 409, description = "The external id exists")))]
 async fn create_user(
     principal: Principal,
     state: web::Data<AppState>,
@@ -60,7 +60,7 @@ async fn create_user(
     Ok(HttpResponse::Created().json(user_json(&user)))
 }
 
-#[utoipa::path(get, path = "/users/{id}", tag = "challenges", summary = "A user", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The user", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/users/{id}", tag = "challenges", summary = "A user", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The user", body = UserResponse)))]
 async fn read_user(
     principal: Principal,
     state: web::Data<AppState>,
@@ -81,7 +81,7 @@ struct CreateChallenge {
     difficulty: Option<String>,
 }
 
-#[utoipa::path(post, path = "/challenges", tag = "challenges", summary = "Create a challenge", request_body = CreateChallenge, responses((status = 201, description = "The challenge", body = serde_json::Value), (status = 409, description = "The slug exists")))]
+#[utoipa::path(post, path = "/challenges", tag = "challenges", summary = "Create a challenge", request_body = CreateChallenge, responses((status = 201, description = "The challenge", body = ChallengeResponse), (status = 409, description = "The slug exists")))]
 async fn create_challenge(
     principal: Principal,
     state: web::Data<AppState>,
@@ -103,7 +103,7 @@ async fn create_challenge(
     Ok(HttpResponse::Created().json(challenge_json(&challenge)))
 }
 
-#[utoipa::path(get, path = "/challenges/{id}", tag = "challenges", summary = "A challenge", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The challenge", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/challenges/{id}", tag = "challenges", summary = "A challenge", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The challenge", body = ChallengeResponse)))]
 async fn read_challenge(
     principal: Principal,
     state: web::Data<AppState>,
@@ -114,7 +114,7 @@ async fn read_challenge(
     Ok(HttpResponse::Ok().json(challenge_json(&challenge)))
 }
 
-#[utoipa::path(post, path = "/challenges/{id}/submissions", tag = "challenges", summary = "Submit: large outputs go to IPFS, scores to the leaderboard", params(("id" = uuid::Uuid, Path, description = "The challenge")), request_body = crate::challenges::SubmissionInput, responses((status = 201, description = "The submission", body = serde_json::Value)))]
+#[utoipa::path(post, path = "/challenges/{id}/submissions", tag = "challenges", summary = "Submit: large outputs go to IPFS, scores to the leaderboard", params(("id" = uuid::Uuid, Path, description = "The challenge")), request_body = crate::challenges::SubmissionInput, responses((status = 201, description = "The submission", body = SubmissionResponse)))]
 async fn submit(
     principal: Principal,
     state: web::Data<AppState>,
@@ -135,7 +135,7 @@ struct LeaderboardQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/challenges/{id}/leaderboard", tag = "challenges", summary = "Each user's best score, best first", params(("id" = uuid::Uuid, Path, description = "The challenge"), LeaderboardQuery), responses((status = 200, description = "The leaderboard and where it was read", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/challenges/{id}/leaderboard", tag = "challenges", summary = "Each user's best score, best first", params(("id" = uuid::Uuid, Path, description = "The challenge"), LeaderboardQuery), responses((status = 200, description = "The leaderboard and where it was read", body = LeaderboardResponse)))]
 async fn leaderboard(
     principal: Principal,
     state: web::Data<AppState>,
@@ -161,7 +161,7 @@ async fn leaderboard(
     Ok(HttpResponse::Ok().json(leaderboard_json(*id, &standing, &source)))
 }
 
-#[utoipa::path(get, path = "/submissions/{id}", tag = "challenges", summary = "A submission, its output inline or named by CID", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The submission", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/submissions/{id}", tag = "challenges", summary = "A submission, its output inline or named by CID", params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "The submission", body = SubmissionResponse)))]
 async fn read_submission(
     principal: Principal,
     state: web::Data<AppState>,
@@ -200,73 +200,148 @@ async fn read_output(
         .streaming(content))
 }
 
-fn user_json(user: &UserRow) -> Value {
-    json!({
-        "id": user.id,
-        "external_id": user.external_id,
-        "display_name": user.display_name,
-        "email": user.email,
-        "created_at": rfc3339(user.created_at),
-    })
+#[derive(Serialize, ToSchema)]
+struct UserResponse {
+    id: Uuid,
+    external_id: String,
+    display_name: String,
+    email: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
-fn challenge_json(challenge: &ChallengeRow) -> Value {
-    json!({
-        "id": challenge.id,
-        "slug": challenge.slug,
-        "title": challenge.title,
-        "description": challenge.description,
-        "difficulty": challenge.difficulty,
-        "created_at": rfc3339(challenge.created_at),
-    })
+fn user_json(user: &UserRow) -> UserResponse {
+    UserResponse {
+        id: user.id,
+        external_id: user.external_id.clone(),
+        display_name: user.display_name.clone(),
+        email: user.email.clone(),
+        created_at: rfc3339(user.created_at),
+    }
 }
 
-/// A large output is named by its CID and fetched from `output_url`.
-fn submission_json(submission: &SubmissionRow) -> Value {
+#[derive(Serialize, ToSchema)]
+struct ChallengeResponse {
+    id: Uuid,
+    slug: String,
+    title: String,
+    description: String,
+    /// easy, medium or hard.
+    difficulty: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn challenge_json(challenge: &ChallengeRow) -> ChallengeResponse {
+    ChallengeResponse {
+        id: challenge.id,
+        slug: challenge.slug.clone(),
+        title: challenge.title.clone(),
+        description: challenge.description.clone(),
+        difficulty: challenge.difficulty.clone(),
+        created_at: rfc3339(challenge.created_at),
+    }
+}
+
+/// Where a submission's output is: inline, or a file in IPFS.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "stored_in", rename_all = "lowercase")]
+enum OutputResponse {
+    Inline {
+        text: Option<String>,
+        size: Option<i64>,
+    },
+    Ipfs {
+        cid: String,
+        size: Option<i64>,
+        /// Where the output streams from: `/submissions/{id}/output`.
+        url: String,
+    },
+}
+
+#[derive(Serialize, ToSchema)]
+struct SubmissionResponse {
+    id: Uuid,
+    challenge_id: Uuid,
+    user_id: Uuid,
+    language: String,
+    code: String,
+    /// queued, running, passed, failed or error.
+    status: String,
+    score: Option<f64>,
+    runtime_ms: Option<i32>,
+    output: OutputResponse,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn submission_json(submission: &SubmissionRow) -> SubmissionResponse {
     let output = match &submission.output_cid {
-        Some(cid) => json!({
-            "stored_in": "ipfs",
-            "cid": cid,
-            "size": submission.output_size,
-            "url": format!("/submissions/{}/output", submission.id),
-        }),
-        None => json!({
-            "stored_in": "inline",
-            "text": submission.output_inline,
-            "size": submission.output_size,
-        }),
+        Some(cid) => OutputResponse::Ipfs {
+            cid: cid.clone(),
+            size: submission.output_size,
+            url: format!("/submissions/{}/output", submission.id),
+        },
+        None => OutputResponse::Inline {
+            text: submission.output_inline.clone(),
+            size: submission.output_size,
+        },
     };
-    json!({
-        "id": submission.id,
-        "challenge_id": submission.challenge_id,
-        "user_id": submission.user_id,
-        "language": submission.language,
-        "code": submission.code,
-        "status": submission.status,
-        "score": submission.score,
-        "runtime_ms": submission.runtime_ms,
-        "output": output,
-        "created_at": rfc3339(submission.created_at),
-    })
+    SubmissionResponse {
+        id: submission.id,
+        challenge_id: submission.challenge_id,
+        user_id: submission.user_id,
+        language: submission.language.clone(),
+        code: submission.code.clone(),
+        status: submission.status.clone(),
+        score: submission.score,
+        runtime_ms: submission.runtime_ms,
+        output,
+        created_at: rfc3339(submission.created_at),
+    }
 }
 
-fn leaderboard_json(challenge: Uuid, standing: &Standing, source: &LeaderboardSource) -> Value {
-    let entries: Vec<Value> = standing
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, best)| json!({"rank": i + 1, "user_id": best.user_id, "score": best.score}))
-        .collect();
-    json!({
-        "challenge_id": challenge,
-        "entries": entries,
-        "ranked_users": standing.ranked_users,
-        "source": match source {
+#[derive(Serialize, ToSchema)]
+struct LeaderboardEntry {
+    rank: usize,
+    user_id: Uuid,
+    score: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LeaderboardResponse {
+    challenge_id: Uuid,
+    entries: Vec<LeaderboardEntry>,
+    /// Users with a score on the challenge.
+    ranked_users: u64,
+    /// redis, rebuilt (from Postgres into Redis just now) or postgres (Redis unavailable).
+    source: &'static str,
+}
+
+fn leaderboard_json(
+    challenge: Uuid,
+    standing: &Standing,
+    source: &LeaderboardSource,
+) -> LeaderboardResponse {
+    LeaderboardResponse {
+        challenge_id: challenge,
+        entries: standing
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, best)| LeaderboardEntry {
+                rank: i + 1,
+                user_id: best.user_id,
+                score: best.score,
+            })
+            .collect(),
+        ranked_users: standing.ranked_users,
+        source: match source {
             LeaderboardSource::Redis => "redis",
             LeaderboardSource::Rebuilt => "rebuilt",
             LeaderboardSource::Postgres => "postgres",
         },
-    })
+    }
 }
 
 fn rfc3339(at: time::OffsetDateTime) -> String {

@@ -130,7 +130,7 @@ async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/users/{user_id}/sessions", tag = "sessions", summary = "A user's live sessions", params(("user_id" = String, Path, description = "The user id the sessions were created for")), responses((status = 200, description = "The sessions", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/users/{user_id}/sessions", tag = "sessions", summary = "A user's live sessions", params(("user_id" = String, Path, description = "The user id the sessions were created for")), responses((status = 200, description = "The sessions", body = UserSessions)))]
 async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -138,7 +138,23 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Sessions)?;
     let sessions = state.sessions.list(&principal.tenant, &user_id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "user_id": *user_id, "sessions": sessions })))
+    Ok(HttpResponse::Ok().json(UserSessions {
+        user_id: user_id.into_inner(),
+        sessions,
+    }))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct UserSessions {
+    user_id: String,
+    sessions: Vec<Session>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Revoked {
+    user_id: String,
+    /// How many sessions ended.
+    revoked: u64,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -148,7 +164,7 @@ struct RevokeAllOptions {
     except: Option<String>,
 }
 
-#[utoipa::path(delete, path = "/users/{user_id}/sessions", tag = "sessions", summary = "End all of a user's sessions, or all but ?except=", params(("user_id" = String, Path, description = "The user id"), RevokeAllOptions), responses((status = 200, description = "How many ended", body = serde_json::Value)))]
+#[utoipa::path(delete, path = "/users/{user_id}/sessions", tag = "sessions", summary = "End all of a user's sessions, or all but ?except=", params(("user_id" = String, Path, description = "The user id"), RevokeAllOptions), responses((status = 200, description = "How many ended", body = Revoked)))]
 async fn revoke_all(
     principal: Principal,
     state: web::Data<AppState>,
@@ -160,7 +176,10 @@ async fn revoke_all(
         .sessions
         .revoke_all(&principal.tenant, &user_id, options.except.as_deref())
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "user_id": *user_id, "revoked": revoked })))
+    Ok(HttpResponse::Ok().json(Revoked {
+        user_id: user_id.into_inner(),
+        revoked,
+    }))
 }
 
 /// The session as JSON, its version as the ETag for a later `If-Match`.
