@@ -211,6 +211,9 @@ async fn documented_response_schemas_match_real_answers() {
     )
     .await;
     assert_eq!(keys(&session), properties(&document, "Session"));
+    let file = json(app.upload(&[("name", "f.txt")], "openapi").await).await;
+    assert_eq!(keys(&file), properties(&document, "FileResponse"));
+    assert_eq!(keys(&file["pin"]), properties(&document, "PinResponse"));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{Principal, Scope};
@@ -61,7 +61,7 @@ struct UploadFields {
     declared_type: Option<String>,
 }
 
-#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning); 202 with ?wait=pinned when the wait ran out", body = serde_json::Value)))]
+#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning); 202 with ?wait=pinned when the wait ran out", body = FileResponse)))]
 async fn upload(
     principal: Principal,
     state: web::Data<AppState>,
@@ -321,29 +321,71 @@ fn upload_details(files: &Files, fields: UploadFields) -> Result<UploadDetails, 
     })
 }
 
-fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> serde_json::Value {
+/// A stored file as callers see it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct FileResponse {
+    cid: String,
+    name: String,
+    size: i64,
+    content_type: String,
+    /// Hex SHA-256 of the content.
+    sha256: String,
+    owner: Option<String>,
+    metadata: serde_json::Value,
+    /// The content on the public IPFS gateway (`kubo.gateway_url`).
+    url: String,
+    /// The content through this gateway.
+    download_url: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    pin: PinResponse,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct PinResponse {
+    /// The stored state: pinning, pinned or error.
+    status: String,
+    replication_min: i32,
+    replication_max: i32,
+    /// Live from the Cluster, when it answered.
+    pinned_peers: Option<usize>,
+    allocations: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    peers: Option<Vec<crate::stores::cluster::PeerPinStatus>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct FilePage {
+    files: Vec<FileResponse>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    next_cursor: Option<String>,
+}
+
+fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> FileResponse {
     let gateway = state.settings.kubo.gateway_url.trim_end_matches('/');
-    json!({
-        "cid": row.cid,
-        "name": row.name,
-        "size": row.size_bytes,
-        "content_type": row.content_type,
-        "sha256": hex::encode(&row.sha256),
-        "owner": row.owner_id,
-        "metadata": row.metadata,
-        "url": format!("{gateway}/ipfs/{}", row.cid),
-        "download_url": format!("/files/{}/download", row.cid),
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-        "pin": {
-            "status": row.pin_state,
-            "replication_min": row.replication_min,
-            "replication_max": row.replication_max,
-            "pinned_peers": pin.map(PinStatus::pinned_peers),
-            "allocations": pin.map(|p| &p.allocations),
-            "peers": pin.map(|p| &p.peers),
+    FileResponse {
+        cid: row.cid.clone(),
+        name: row.name.clone(),
+        size: row.size_bytes,
+        content_type: row.content_type.clone(),
+        sha256: hex::encode(&row.sha256),
+        owner: row.owner_id.clone(),
+        metadata: row.metadata.clone(),
+        url: format!("{gateway}/ipfs/{}", row.cid),
+        download_url: format!("/files/{}/download", row.cid),
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+        pin: PinResponse {
+            status: row.pin_state.clone(),
+            replication_min: row.replication_min,
+            replication_max: row.replication_max,
+            pinned_peers: pin.map(PinStatus::pinned_peers),
+            allocations: pin.map(|p| p.allocations.clone()),
+            peers: pin.map(|p| p.peers.clone()),
         },
-    })
+    }
 }
 
 fn rfc3339(at: time::OffsetDateTime) -> String {
@@ -355,7 +397,7 @@ fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
     ContentId::parse(raw).map_err(|e| ApiError::bad_request("invalid_cid", e.to_string()))
 }
 
-#[utoipa::path(get, path = "/files/{cid}", tag = "files", summary = "A file's metadata and live pin status", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The file", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/files/{cid}", tag = "files", summary = "A file's metadata and live pin status", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The file", body = FileResponse)))]
 async fn describe(
     principal: Principal,
     state: web::Data<AppState>,
@@ -377,7 +419,7 @@ struct ListQuery {
     owner: Option<String>,
 }
 
-#[utoipa::path(get, path = "/files", tag = "files", summary = "The tenant's files, newest first", params(ListQuery), responses((status = 200, description = "A page of files and next_cursor", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/files", tag = "files", summary = "The tenant's files, newest first", params(ListQuery), responses((status = 200, description = "A page of files and next_cursor", body = FilePage)))]
 async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -402,10 +444,10 @@ async fn list(
         .iter()
         .map(|f| file_json(f, &state, None))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "files": files,
-        "next_cursor": page.next.map(|(at, id)| cursor::encode(at, id)),
-    })))
+    Ok(HttpResponse::Ok().json(FilePage {
+        files,
+        next_cursor: page.next.map(|(at, id)| cursor::encode(at, id)),
+    }))
 }
 
 /// Keyset cursors: the position of the last file of a page, opaque to clients.
