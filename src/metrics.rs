@@ -35,7 +35,7 @@ pub const CACHE_OPERATIONS_TOTAL: &str = "gateway_cache_operations_total";
 const CACHE_OPERATIONS_HELP: &str = "Cache operations by operation and outcome: get hit or miss (a miss includes values expired by TTL, which Redis does not report), set stored, delete deleted or miss.";
 
 pub const ANALYTICS_EVENTS_TOTAL: &str = "gateway_analytics_events_total";
-const ANALYTICS_EVENTS_HELP: &str = "Analytics events by outcome: accepted (durable in the spool), inserted (acknowledged by ClickHouse), rejected (invalid, nothing of their request accepted), dropped (an activity event of the gateway's own that found the spool's queue full).";
+const ANALYTICS_EVENTS_HELP: &str = "Analytics events by outcome: accepted (durable in the spool), inserted (acknowledged by ClickHouse), rejected (invalid, nothing of their request accepted), dropped (an activity event of the gateway's own that found the spool's queue full), quarantined (refused by a reachable ClickHouse five times in a row and set aside in the spool's rejected/ folder).";
 
 pub const ANALYTICS_SPOOL_EVENTS: &str = "gateway_analytics_spool_events";
 const ANALYTICS_SPOOL_EVENTS_HELP: &str = "Events accepted and not yet acknowledged by ClickHouse.";

@@ -163,3 +163,56 @@ async fn sizes_and_scopes_are_bounded() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(user_activity_count(&app.tenant).await, 0);
 }
+
+#[tokio::test]
+async fn rows_clickhouse_keeps_refusing_are_set_aside_without_blocking_the_rest() {
+    let mut settings = stack_settings();
+    let database = common::unique("refusing").replace('-', "_");
+    settings.clickhouse.database = database.clone();
+    let spool = settings.analytics.spool_dir.clone();
+    let app = spawn_app_with(settings).await;
+    let clickhouse = common::clickhouse().with_database(&database);
+    // A schema that no longer fits the rows: every user_activity insert fails.
+    clickhouse
+        .query("ALTER TABLE user_activity DROP COLUMN properties")
+        .execute()
+        .await
+        .unwrap();
+    let events = batch(3, "refused");
+    let response = app.post_json("/analytics/events", &json!(events)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    // The refused events are set aside, and the request's own api_usage row,
+    // queued behind them, still reaches ClickHouse.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let usage = clickhouse
+            .query("SELECT count() FROM api_usage WHERE route = '/analytics/events'")
+            .fetch_one::<u64>()
+            .await
+            .unwrap();
+        let metrics = app.metrics_text().await;
+        let quarantined = common::metric_value(
+            &metrics,
+            "gateway_analytics_events_total{outcome=\"quarantined\"}",
+        );
+        assert!(quarantined <= 3.0, "{metrics}");
+        if usage >= 1 && quarantined == 3.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 60 s: {usage} api_usage rows, {quarantined} events set aside"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rejected: Vec<_> = std::fs::read_dir(spool.join("rejected"))
+        .expect("a rejected folder")
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    for event in &events {
+        assert!(rejected[0].contains(event["event_id"].as_str().unwrap()));
+    }
+    app.state.stores.clickhouse.drop_database().await.unwrap();
+}

@@ -37,6 +37,11 @@ const TABLES: &[&str] = &[
     "challenge_completions",
 ];
 
+/// Times a reachable ClickHouse may refuse a batch's rows for one table
+/// before they are set aside: a transient refusal (too many parts, memory)
+/// passes within a few tries, a schema mismatch does not.
+const REFUSALS_BEFORE_QUARANTINE: u32 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{0}")]
@@ -254,13 +259,29 @@ impl Analytics {
                 continue;
             }
             // Until this batch is in, it is retried as it is: nothing after
-            // it goes first, so events arrive in the order accepted.
+            // it goes first, so events arrive in the order accepted. Rows a
+            // reachable ClickHouse keeps refusing are set aside instead, so
+            // one bad batch cannot hold back everything behind it.
+            let mut done: Vec<&str> = Vec::new();
+            let mut refusals = 0;
+            let mut set_aside = 0;
             loop {
                 self.report_depth(batch.oldest_accepted_ms);
-                match self.insert(&batch).await {
+                match self.insert(&batch, &mut done).await {
                     Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, events = batch.events, retry_in_ms = backoff.as_millis() as u64,
+                    Err((table, error)) => {
+                        if !error.is_unavailable() {
+                            refusals += 1;
+                        }
+                        if refusals >= REFUSALS_BEFORE_QUARANTINE {
+                            if let Some(events) = self.quarantine(&batch, table).await {
+                                done.push(table);
+                                set_aside += events;
+                                refusals = 0;
+                                continue;
+                            }
+                        }
+                        tracing::warn!(%error, table, events = batch.events, retry_in_ms = backoff.as_millis() as u64,
                             "events not inserted into ClickHouse; kept in the spool");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -279,21 +300,59 @@ impl Analytics {
                 Err(error) => tracing::error!(%error, "event spool position not saved"),
             }
             from = end;
-            self.count("inserted", events);
+            self.count("inserted", events.saturating_sub(set_aside));
         }
     }
 
-    async fn insert(&self, batch: &Batch) -> Result<(), crate::stores::StoreError> {
+    /// Inserts the batch's rows table by table, skipping the tables in
+    /// `done` and adding each that goes in; on failure, the table that failed.
+    async fn insert<'b>(
+        &self,
+        batch: &'b Batch,
+        done: &mut Vec<&'b str>,
+    ) -> Result<(), (&'b str, crate::stores::StoreError)> {
         for (table, rows) in &batch.rows_by_table {
-            let Some(table) = TABLES.iter().find(|known| *known == table) else {
+            if done.contains(&table.as_str()) {
+                continue;
+            }
+            let Some(known) = TABLES.iter().find(|known| *known == table) else {
                 tracing::error!(table, "spooled events for an unknown table are skipped");
+                done.push(table);
                 continue;
             };
             self.clickhouse
-                .insert_json_rows(table, bytes::Bytes::copy_from_slice(rows))
-                .await?;
+                .insert_json_rows(known, bytes::Bytes::copy_from_slice(rows))
+                .await
+                .map_err(|error| (table.as_str(), error))?;
+            done.push(table);
         }
         Ok(())
+    }
+
+    /// Sets `table`'s rows of the batch aside in the spool's `rejected/`
+    /// folder; answers how many events, or `None` when they could not be
+    /// written (they stay queued).
+    async fn quarantine(&self, batch: &Batch, table: &str) -> Option<u64> {
+        let (_, rows) = batch.rows_by_table.iter().find(|(t, _)| t == table)?;
+        let events = rows.iter().filter(|b| **b == b'\n').count() as u64;
+        let spool = self.spool.clone();
+        let (name, rows) = (table.to_owned(), rows.clone());
+        match tokio::task::spawn_blocking(move || spool.quarantine(&name, &rows)).await {
+            Ok(Ok(path)) => {
+                tracing::error!(table, events, path = %path.display(),
+                    "ClickHouse keeps refusing these events; they are set aside for an operator");
+                self.count("quarantined", events);
+                Some(events)
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, table, "refused events could not be set aside; retrying");
+                None
+            }
+            Err(error) => {
+                tracing::error!(%error, table, "refused events could not be set aside; retrying");
+                None
+            }
+        }
     }
 
     fn report_depth(&self, oldest_accepted_ms: Option<u64>) {

@@ -295,6 +295,22 @@ impl Spool {
         })
     }
 
+    /// Keeps `rows` of `table` that ClickHouse refuses, fsynced, in the
+    /// spool's `rejected/` folder, where an operator can inspect and replay
+    /// them; answers the file written.
+    pub fn quarantine(&self, table: &str, rows: &[u8]) -> Result<PathBuf, SpoolError> {
+        let folder = self.shared.dir.join(REJECTED_DIR);
+        fs::create_dir_all(&folder).map_err(io_error)?;
+        let path = folder.join(format!("{}-{table}.jsonl", now_ms()));
+        let mut file = File::create(&path).map_err(io_error)?;
+        file.write_all(rows).map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
+        File::open(&folder)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error)?;
+        Ok(path)
+    }
+
     /// Records that ClickHouse holds everything before `to`, and removes the
     /// segments wholly before it.
     pub fn acknowledge(&self, to: Position, events: u64, bytes: u64) -> Result<(), SpoolError> {
@@ -437,6 +453,9 @@ fn split_line(line: &[u8]) -> Result<(&str, u64, &[u8]), SpoolError> {
     let row = parts.next().ok_or_else(malformed)?;
     Ok((table, accepted, row))
 }
+
+/// Where rows ClickHouse refused for good are kept, under the spool folder.
+const REJECTED_DIR: &str = "rejected";
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.log"))
