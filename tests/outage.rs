@@ -643,3 +643,81 @@ async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() 
     let standing = json(app.get(&board).await).await;
     assert_eq!(standing["entries"][0]["score"], 50.0, "{standing}");
 }
+
+#[tokio::test]
+async fn a_large_submission_with_kubo_down_is_503_and_stores_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let user = json(
+        app.post_json("/users", &serde_json::json!({"external_id": "u"}))
+            .await,
+    )
+    .await;
+    let challenge = json(
+        app.post_json(
+            "/challenges",
+            &serde_json::json!({"slug": "c", "title": "C"}),
+        )
+        .await,
+    )
+    .await;
+    let submit = format!(
+        "/challenges/{}/submissions",
+        challenge["id"].as_str().unwrap()
+    );
+    // Over the inline threshold: the output must go to IPFS first.
+    let submission = serde_json::json!({
+        "user_id": user["id"], "language": "c", "score": 10, "output": "x".repeat(200_000),
+    });
+    with_service_stopped("kubo1", || async {
+        assert_unavailable(app.post_json(&submit, &submission).await, "kubo").await;
+        let client = common::postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+        let rows: i64 = client
+            .query_one(
+                "SELECT count(*) FROM submissions WHERE tenant_id = $1",
+                &[&app.tenant.as_str()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "no submission without its output");
+        assert_eq!(app.file_rows().await, 0, "no file left pending");
+    })
+    .await;
+    wait_until_ready(&app).await;
+    assert_eq!(app.post_json(&submit, &submission).await.status(), 201);
+}
+
+#[tokio::test]
+async fn the_backend_probe_reports_a_stopped_store() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = common::stack_settings();
+    settings.server.backend_probe_interval_secs = 1;
+    let app = common::spawn_app_with(settings).await;
+    let sample = |store: &str| format!("gateway_backend_up{{store=\"{store}\"}}");
+    let until = |store: &'static str, value: f64| {
+        let app = &app;
+        let sample = sample(store);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let metrics = app.metrics_text().await;
+                if metrics.lines().any(|l| l.starts_with(&sample))
+                    && common::metric_value(&metrics, &sample) == value
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{sample} never became {value}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    until("clickhouse", 1.0).await;
+    with_service_stopped("clickhouse", || async {
+        until("clickhouse", 0.0).await;
+        until("postgres", 1.0).await;
+    })
+    .await;
+    until("clickhouse", 1.0).await;
+    wait_until_ready(&app).await;
+}
