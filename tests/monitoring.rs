@@ -239,13 +239,15 @@ async fn alert_rules_pass_promtool_and_evaluate() {
     }
 }
 
-/// The alert names in a rules file, read without a YAML parser: each rule
-/// starts with `- alert: NAME`.
+/// The alert names of a rules file, in order.
 fn alert_names(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("- alert:"))
-        .map(|name| name.trim().to_owned())
+    let text = std::fs::read_to_string(path).unwrap();
+    let documents = yaml_rust2::YamlLoader::load_from_str(&text).expect("the rules are YAML");
+    documents[0]["groups"]
+        .as_vec()
+        .expect("rule groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_vec().expect("rules").clone())
+        .map(|rule| rule["alert"].as_str().expect("an alert name").to_owned())
         .collect()
 }
