@@ -9,6 +9,7 @@ use common::{json, settings_for, spawn_app, spawn_app_with, wait_for_count, Redi
 
 // A board and its mark must share a Redis Cluster slot.
 in_both_redis_modes!(a_lost_leaderboard_is_rebuilt_from_postgres);
+use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -285,4 +286,171 @@ async fn entities_are_checked_and_kept_per_tenant() {
         ))
         .await;
     assert_eq!(limit.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A challenge and a user of `app`'s tenant, and the path to submit to.
+async fn challenge_with_user(app: &TestApp) -> (String, String) {
+    let user = new_user(app, "form").await;
+    let challenge = created(app, "/challenges", json!({"slug": "form", "title": "Form"})).await;
+    let submit = format!(
+        "/challenges/{}/submissions",
+        challenge["id"].as_str().unwrap()
+    );
+    (user, submit)
+}
+
+async fn post_form(app: &TestApp, path: &str, form: Form) -> reqwest::Response {
+    app.request(reqwest::Method::POST, path)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+async fn submission_rows(app: &TestApp) -> i64 {
+    let client = common::postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM submissions WHERE tenant_id = $1",
+            &[&app.tenant.as_str()],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test]
+async fn a_form_submission_streams_its_output() {
+    let app = spawn_app().await;
+    let (user, submit) = challenge_with_user(&app).await;
+    let meta = json!({"user_id": user, "language": "go", "status": "passed", "score": 7.5});
+
+    // About 2.4 MB: far past the inline threshold.
+    let output: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("{i:07}\n").into_bytes())
+        .collect();
+    let form = Form::new()
+        .text("submission", meta.to_string())
+        .part("output", Part::bytes(output.clone()).file_name("out.txt"));
+    let response = post_form(&app, &submit, form).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let big = json(response).await;
+    assert_eq!(big["output"]["stored_in"], "ipfs", "{big}");
+    assert_eq!(big["output"]["size"], output.len());
+    assert_eq!(big["score"], 7.5);
+    let streamed = app
+        .get(&format!(
+            "/submissions/{}/output",
+            big["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(streamed.status(), StatusCode::OK);
+    assert!(
+        streamed.bytes().await.unwrap() == output,
+        "the output reads back whole"
+    );
+
+    let small = Form::new()
+        .text("submission", meta.to_string())
+        .text("output", "all tests passed");
+    let small = json(post_form(&app, &submit, small).await).await;
+    assert_eq!(small["output"]["stored_in"], "inline", "{small}");
+    assert_eq!(small["output"]["text"], "all tests passed");
+
+    let without = Form::new().text("submission", meta.to_string());
+    let without = json(post_form(&app, &submit, without).await).await;
+    assert_eq!(without["output"]["text"], Value::Null, "{without}");
+    assert_eq!(without["output"]["size"], 0);
+    assert_eq!(submission_rows(&app).await, 3);
+    assert_eq!(app.file_rows().await, 1, "only the large output is a file");
+}
+
+#[tokio::test]
+async fn a_bad_submission_form_leaves_nothing_behind() {
+    let mut settings = common::stack_settings();
+    settings.files.max_upload_bytes = 1 << 20;
+    let app = spawn_app_with(settings).await;
+    let (user, submit) = challenge_with_user(&app).await;
+    let meta = json!({"user_id": user, "language": "go"}).to_string();
+    let large = || Part::bytes(vec![b'x'; 300_000]);
+
+    let cases = [
+        (
+            Form::new()
+                .part("output", large())
+                .text("submission", meta.clone()),
+            StatusCode::BAD_REQUEST,
+            "\"submission\" part first",
+        ),
+        (
+            Form::new().text(
+                "submission",
+                json!({"user_id": user, "language": "go", "output": "x"}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "\"output\" part only",
+        ),
+        (
+            Form::new().text("submission", "{not json"),
+            StatusCode::BAD_REQUEST,
+            "the submission part",
+        ),
+        (
+            Form::new()
+                .text(
+                    "submission",
+                    json!({"user_id": user, "language": "go", "status": "won"}).to_string(),
+                )
+                .part("output", large()),
+            StatusCode::BAD_REQUEST,
+            "status must be",
+        ),
+        (
+            Form::new()
+                .text(
+                    "submission",
+                    json!({"user_id": uuid::Uuid::new_v4(), "language": "go"}).to_string(),
+                )
+                .part("output", large()),
+            StatusCode::NOT_FOUND,
+            "no user",
+        ),
+        // The output reached IPFS before the stray part was seen: it is
+        // removed again.
+        (
+            Form::new()
+                .text("submission", meta.clone())
+                .part("output", large())
+                .text("comment", "stray"),
+            StatusCode::BAD_REQUEST,
+            "nothing after",
+        ),
+        (
+            Form::new()
+                .text("submission", meta.clone())
+                .part("output", Part::bytes(vec![b'y'; 2 << 20])),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "",
+        ),
+        (
+            Form::new()
+                .text("submission", meta.clone())
+                .part("output", Part::bytes(vec![0xff, 0xfe, 0x00])),
+            StatusCode::BAD_REQUEST,
+            "UTF-8",
+        ),
+    ];
+    for (form, status, expected) in cases {
+        let response = post_form(&app, &submit, form).await;
+        assert_eq!(response.status(), status, "expected {expected:?}");
+        let body = json(response).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{message}");
+    }
+    assert_eq!(submission_rows(&app).await, 0);
+    assert_eq!(
+        app.file_rows().await,
+        0,
+        "no output left in IPFS or pending"
+    );
 }

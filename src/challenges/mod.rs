@@ -9,7 +9,8 @@ pub mod leaderboard;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::analytics::{Analytics, SubmissionEvent};
@@ -54,6 +55,16 @@ pub struct SubmissionInput {
     pub score: Option<f64>,
     pub runtime_ms: Option<i32>,
     pub output: Option<String>,
+}
+
+/// A submission's output, once read.
+pub enum SubmissionOutput {
+    Inline(String),
+    /// Stored in IPFS as a file of the tenant.
+    Stored {
+        cid: String,
+        size: i64,
+    },
 }
 
 /// Where the leaderboard answer came from.
@@ -172,12 +183,38 @@ impl Challenges {
     /// Stores a submission: its output first (in IPFS when large), then the
     /// row; then the event and the leaderboard, which may lag but never lose
     /// it, since both are rebuilt from what is stored.
+    /// Stores a submission whose output, if any, came inside `input`.
     pub async fn submit(
         &self,
         tenant: &TenantId,
         challenge_id: Uuid,
-        input: SubmissionInput,
+        mut input: SubmissionInput,
     ) -> Result<SubmissionRow, ChallengeError> {
+        self.check(tenant, challenge_id, &input).await?;
+        let id = Uuid::new_v4();
+        let output = match input.output.take() {
+            Some(text) => {
+                let body = futures_util::stream::once(async move {
+                    Ok::<_, std::convert::Infallible>(Bytes::from(text))
+                });
+                Some(
+                    self.store_output(tenant, challenge_id, id, input.user_id, body)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        self.record(tenant, challenge_id, id, input, output).await
+    }
+
+    /// Validates a submission and checks its challenge and user exist, so
+    /// no output reaches IPFS for a submission that cannot be stored.
+    pub async fn check(
+        &self,
+        tenant: &TenantId,
+        challenge_id: Uuid,
+        input: &SubmissionInput,
+    ) -> Result<(), ChallengeError> {
         let status = input.status.as_deref().unwrap_or("queued");
         text_field("language", &input.language, 1, 64)?;
         if !STATUSES.contains(&status) {
@@ -203,32 +240,79 @@ impl Challenges {
                 "runtime_ms must not be negative".into(),
             ));
         }
-        // Checked first, so no output reaches IPFS for a submission that
-        // cannot be stored.
         self.challenge(tenant, challenge_id).await?;
         self.user(tenant, input.user_id).await?;
+        Ok(())
+    }
 
-        let id = Uuid::new_v4();
-        let output = input.output.unwrap_or_default();
-        let output_size = output.len() as i64;
-        let (output_inline, stored_output) = if output.len() > self.settings.inline_output_max_bytes
-        {
-            let details = UploadDetails {
-                name: format!("submission-{id}-output.txt"),
-                owner: Some(input.user_id.to_string()),
-                declared_type: Some("text/plain; charset=utf-8".into()),
-                metadata: serde_json::json!({"submission_id": id, "challenge_id": challenge_id}),
-                replication_min: self.files.settings().replication_min,
-                replication_max: self.files.settings().replication_max,
-            };
-            let file = self
-                .files
-                .store(tenant, Bytes::from(output), &details)
-                .await?;
-            self.analytics.file_uploaded(&file);
-            (None, Some(file))
-        } else {
-            (Some(output), None)
+    /// Reads a submission's output: kept inline (as text) while it fits
+    /// `inline_output_max_bytes`, streamed into IPFS as a file of the tenant
+    /// once it does not, so a large output is never held whole.
+    pub async fn store_output<S, E>(
+        &self,
+        tenant: &TenantId,
+        challenge_id: Uuid,
+        submission_id: Uuid,
+        user_id: Uuid,
+        body: S,
+    ) -> Result<SubmissionOutput, ChallengeError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let inline_max = self.settings.inline_output_max_bytes;
+        let mut body = std::pin::pin!(body);
+        let mut head = BytesMut::new();
+        while head.len() <= inline_max {
+            match body.next().await {
+                Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+                Some(Err(error)) => {
+                    return Err(ChallengeError::Invalid(format!(
+                        "the output ended abnormally: {error}"
+                    )))
+                }
+                None => {
+                    let text = String::from_utf8(head.to_vec()).map_err(|_| {
+                        ChallengeError::Invalid("the output must be UTF-8 text".into())
+                    })?;
+                    return Ok(SubmissionOutput::Inline(text));
+                }
+            }
+        }
+        let details = UploadDetails {
+            name: format!("submission-{submission_id}-output.txt"),
+            owner: Some(user_id.to_string()),
+            declared_type: Some("text/plain; charset=utf-8".into()),
+            metadata: serde_json::json!({
+                "submission_id": submission_id,
+                "challenge_id": challenge_id,
+            }),
+            replication_min: self.files.settings().replication_min,
+            replication_max: self.files.settings().replication_max,
+        };
+        let whole = futures_util::stream::once(async move { Ok(head.freeze()) }).chain(body);
+        let file = self.files.store(tenant, whole, &details).await?;
+        self.analytics.file_uploaded(&file);
+        Ok(SubmissionOutput::Stored {
+            cid: file.cid,
+            size: file.size_bytes,
+        })
+    }
+
+    /// Records a checked submission with its output; an output stored in
+    /// IPFS for a submission that cannot be recorded is removed again.
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        challenge_id: Uuid,
+        id: Uuid,
+        input: SubmissionInput,
+        output: Option<SubmissionOutput>,
+    ) -> Result<SubmissionRow, ChallengeError> {
+        let (output_inline, stored_output, output_size) = match &output {
+            None => (None, None, 0),
+            Some(SubmissionOutput::Inline(text)) => (Some(text.as_str()), None, text.len() as i64),
+            Some(SubmissionOutput::Stored { cid, size }) => (None, Some(cid.as_str()), *size),
         };
         let inserted = self
             .postgres
@@ -240,11 +324,11 @@ impl Challenges {
                     user_id: input.user_id,
                     language: &input.language,
                     code: &input.code,
-                    status,
+                    status: input.status.as_deref().unwrap_or("queued"),
                     score: input.score,
                     runtime_ms: input.runtime_ms,
-                    output_inline: output_inline.as_deref(),
-                    output_cid: stored_output.as_ref().map(|file| file.cid.as_str()),
+                    output_inline,
+                    output_cid: stored_output,
                     output_size,
                 },
             )
@@ -252,8 +336,8 @@ impl Challenges {
         let row = match inserted {
             Ok(Some(row)) => row,
             Ok(None) | Err(_) => {
-                if let Some(file) = &stored_output {
-                    self.forget_output(tenant, &file.cid).await;
+                if let Some(output) = &output {
+                    self.discard_output(tenant, output).await;
                 }
                 return Err(match inserted {
                     Ok(_) => ChallengeError::NotFound(
@@ -282,6 +366,19 @@ impl Challenges {
             }
         }
         Ok(row)
+    }
+
+    /// Removes an output stored for a submission that was not recorded.
+    pub async fn discard_output(&self, tenant: &TenantId, output: &SubmissionOutput) {
+        let SubmissionOutput::Stored { cid, .. } = output else {
+            return;
+        };
+        let Ok(cid) = crate::files::ContentId::parse(cid) else {
+            return;
+        };
+        if let Err(error) = self.files.delete(tenant, &cid).await {
+            tracing::warn!(%error, %cid, "output of a failed submission left in IPFS");
+        }
     }
 
     pub async fn submission(
@@ -346,15 +443,6 @@ impl Challenges {
             .best_scores(tenant.as_str(), challenge_id, REBUILD_MAX_USERS)
             .await?;
         Ok(standing(scores, limit))
-    }
-
-    async fn forget_output(&self, tenant: &TenantId, cid: &str) {
-        let Ok(cid) = crate::files::ContentId::parse(cid) else {
-            return;
-        };
-        if let Err(error) = self.files.delete(tenant, &cid).await {
-            tracing::warn!(%error, %cid, "output of a failed submission left in IPFS");
-        }
     }
 
     pub fn files(&self) -> &Files {

@@ -331,18 +331,20 @@ impl Files {
         Ok(row)
     }
 
-    /// Stores `content`, already in hand, as a file of `tenant`: the whole
-    /// upload path (limits, quota, Kubo, Cluster pin, commit) in one call.
-    pub async fn store(
+    /// Stores `body` as a file of `tenant`: the whole upload path (limits,
+    /// quota, Kubo, Cluster pin, commit) in one call, streaming as it goes.
+    pub async fn store<S, E>(
         &self,
         tenant: &TenantId,
-        content: Bytes,
+        body: S,
         details: &UploadDetails,
-    ) -> Result<FileRow, FilesError> {
+    ) -> Result<FileRow, FilesError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
         let limit = self.upload_limit(tenant).await?;
         let pending = self.begin(tenant).await?;
-        let body =
-            futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(content) });
         let outcome = async {
             let received = self.receive(&limit, body).await?;
             self.commit(&pending, &received, details).await

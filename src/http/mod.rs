@@ -1,6 +1,7 @@
 //! The HTTP layer: routes by resource, middleware and the error mapping.
 
 pub mod error;
+mod form;
 pub mod middleware;
 pub mod openapi;
 mod quota;

@@ -1,16 +1,18 @@
 //! Users, challenges, submissions and leaderboards.
 
+use actix_multipart::Multipart;
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Scope};
 use crate::challenges::leaderboard::Standing;
-use crate::challenges::{LeaderboardSource, SubmissionInput};
+use crate::challenges::{Challenges, LeaderboardSource, SubmissionInput};
 use crate::files::ContentId;
 use crate::http::error::{extractors, ApiError};
+use crate::http::form::{is_multipart, next_part, text_field};
 use crate::http::resource;
 use crate::startup::AppState;
 use crate::stores::postgres::{ChallengeRow, NewChallenge, NewUser, SubmissionRow, UserRow};
@@ -114,19 +116,89 @@ async fn read_challenge(
     Ok(HttpResponse::Ok().json(challenge_json(&challenge)))
 }
 
-#[utoipa::path(post, path = "/challenges/{id}/submissions", tag = "challenges", summary = "Submit: large outputs go to IPFS, scores to the leaderboard", params(("id" = uuid::Uuid, Path, description = "The challenge")), request_body = crate::challenges::SubmissionInput, responses((status = 201, description = "The submission", body = SubmissionResponse)))]
+#[utoipa::path(post, path = "/challenges/{id}/submissions", tag = "challenges", summary = "Submit: large outputs go to IPFS, scores to the leaderboard", params(("id" = uuid::Uuid, Path, description = "The challenge")), request_body(description = "The submission as JSON, output included; or multipart/form-data with a `submission` part (the same JSON without `output`) followed by an `output` part, streamed to IPFS when large", content((crate::challenges::SubmissionInput = "application/json"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "The submission", body = SubmissionResponse)))]
 async fn submit(
     principal: Principal,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    body: web::Json<SubmissionInput>,
-) -> Result<HttpResponse, ApiError> {
-    principal.require(Scope::Challenges)?;
-    let submission = state
-        .challenges
-        .submit(&principal.tenant, *id, body.into_inner())
-        .await?;
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    principal
+        .require(Scope::Challenges)
+        .map_err(ApiError::from)?;
+    let challenges = &state.challenges;
+    let submission = if is_multipart(&req) {
+        submit_form(challenges, &principal, *id, &req, payload).await?
+    } else {
+        // Read with the route's JSON settings: its size limit and the
+        // error answer every JSON body gets.
+        let body = web::Json::<SubmissionInput>::from_request(&req, &mut payload.into_inner())
+            .await?
+            .into_inner();
+        challenges
+            .submit(&principal.tenant, *id, body)
+            .await
+            .map_err(ApiError::from)?
+    };
     Ok(HttpResponse::Created().json(submission_json(&submission)))
+}
+
+/// A submission as a form: the `submission` part first, so it is checked
+/// before any output is stored, then an optional `output` part streamed
+/// through.
+async fn submit_form(
+    challenges: &Challenges,
+    principal: &Principal,
+    challenge_id: Uuid,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<SubmissionRow, ApiError> {
+    let tenant = &principal.tenant;
+    let mut form = Multipart::new(req.headers(), payload);
+    let expected = |what: &str| {
+        ApiError::bad_request(
+            "invalid_multipart",
+            format!("expected {what}; a submission form is a \"submission\" part, then an optional \"output\" part"),
+        )
+    };
+    let text = {
+        // The form moves on to its next part only once this one is dropped.
+        let mut field = next_part(&mut form)
+            .await?
+            .ok_or_else(|| expected("a \"submission\" part"))?;
+        if field.name() != Some("submission") {
+            return Err(expected("the \"submission\" part first"));
+        }
+        text_field(&mut field, challenges.settings().max_submission_bytes).await?
+    };
+    let input: SubmissionInput = serde_json::from_str(&text)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the submission part: {e}")))?;
+    if input.output.is_some() {
+        return Err(expected("the output in the \"output\" part only"));
+    }
+    challenges.check(tenant, challenge_id, &input).await?;
+    let id = Uuid::new_v4();
+    let output = match next_part(&mut form).await? {
+        None => None,
+        Some(field) if field.name() == Some("output") => Some(
+            challenges
+                .store_output(tenant, challenge_id, id, input.user_id, field)
+                .await?,
+        ),
+        Some(_) => return Err(expected("an \"output\" part after the submission")),
+    };
+    let extra = next_part(&mut form).await;
+    if !matches!(extra, Ok(None)) {
+        if let Some(output) = &output {
+            challenges.discard_output(tenant, output).await;
+        }
+        extra?;
+        return Err(expected("nothing after the \"output\" part"));
+    }
+    Ok(challenges
+        .record(tenant, challenge_id, id, input, output)
+        .await?)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -4,7 +4,6 @@ use actix_multipart::{Field, Multipart};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -14,6 +13,7 @@ use crate::files::{
     UploadLimit,
 };
 use crate::http::error::ApiError;
+use crate::http::form::{is_multipart, next_part, text_field};
 use crate::http::resource;
 use crate::startup::AppState;
 use crate::stores::cluster::PinStatus;
@@ -128,13 +128,6 @@ async fn upload(
         .json(file_json(&row, &state, pin.as_ref())))
 }
 
-fn is_multipart(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
-}
-
 /// The type a raw upload declares. Form encodings describe how a body was
 /// sent, not the file (`curl --data-binary` sends one by default), so they
 /// declare nothing.
@@ -156,13 +149,7 @@ async fn receive_form(
 ) -> Result<ReceivedContent, FilesError> {
     let mut form = Multipart::new(req.headers(), payload);
     let mut content = None;
-    while let Some(field) = form.next().await {
-        let mut field = field.map_err(|e| {
-            FilesError::invalid(
-                "invalid_multipart",
-                format!("malformed multipart body: {e}"),
-            )
-        })?;
+    while let Some(mut field) = next_part(&mut form).await? {
         let field_name = field.name().unwrap_or_default().to_owned();
         match field_name.as_str() {
             "file" => {
@@ -206,29 +193,6 @@ async fn receive_form(
     }
     content.ok_or_else(|| {
         FilesError::invalid("invalid_multipart", "the form has no part named \"file\"")
-    })
-}
-
-async fn text_field(field: &mut Field, limit: usize) -> Result<String, FilesError> {
-    let name = field.name().unwrap_or_default().to_owned();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| {
-            FilesError::invalid(
-                "invalid_multipart",
-                format!("malformed multipart body: {e}"),
-            )
-        })?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(FilesError::invalid(
-                "field_too_large",
-                format!("form field {name:?} is over {limit} bytes"),
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    String::from_utf8(bytes).map_err(|_| {
-        FilesError::invalid("invalid_field", format!("form field {name:?} is not UTF-8"))
     })
 }
 
