@@ -454,3 +454,51 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
         "no output left in IPFS or pending"
     );
 }
+
+#[tokio::test]
+async fn an_output_in_use_is_kept() {
+    let app = spawn_app().await;
+    let (user, submit) = challenge_with_user(&app).await;
+    let meta = json!({"user_id": user, "language": "go"}).to_string();
+    let output = vec![b'z'; 200_000];
+    let form = |extra: bool| {
+        let form = Form::new()
+            .text("submission", meta.clone())
+            .part("output", Part::bytes(output.clone()));
+        if extra {
+            form.text("comment", "stray")
+        } else {
+            form
+        }
+    };
+
+    // The tenant has this content as an ordinary file: a failed submission
+    // with the same output leaves it alone.
+    let upload = app.upload(&[("name", "data.txt")], output.clone()).await;
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let cid = json(upload).await["cid"].as_str().unwrap().to_owned();
+    let failed = post_form(&app, &submit, form(true)).await;
+    assert_eq!(failed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.file_rows().await, 1);
+    assert_eq!(
+        app.get(&format!("/files/{cid}")).await.status(),
+        StatusCode::OK
+    );
+
+    // Submissions with that output share the one file.
+    let first = json(post_form(&app, &submit, form(false)).await).await;
+    assert_eq!(first["output"]["cid"], cid.as_str(), "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let second = json(post_form(&app, &submit, form(false)).await).await;
+    assert_eq!(second["output"]["cid"], cid.as_str(), "{second}");
+    assert_eq!(app.file_rows().await, 1);
+
+    // Deleting it through /files is refused while a submission names it.
+    let delete = app.delete(&format!("/files/{cid}")).await;
+    assert_eq!(delete.status(), StatusCode::CONFLICT);
+    let message = json(delete).await["error"]["message"].to_string();
+    assert!(message.contains("is the output of submission"), "{message}");
+    let read = app.get(&format!("/submissions/{id}/output")).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert!(read.bytes().await.unwrap() == output);
+}

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::analytics::{Analytics, SubmissionEvent};
 use crate::auth::TenantId;
 use crate::config::ChallengeSettings;
-use crate::files::{Files, FilesError, UploadDetails};
+use crate::files::{Files, FilesError, StoredFile, UploadDetails};
 use crate::stores::postgres::{
     BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, Postgres, SubmissionRow, UserRow,
 };
@@ -60,10 +60,12 @@ pub struct SubmissionInput {
 /// A submission's output, once read.
 pub enum SubmissionOutput {
     Inline(String),
-    /// Stored in IPFS as a file of the tenant.
+    /// Stored in IPFS as a file of the tenant; `created` when the tenant
+    /// had no file with this content before.
     Stored {
         cid: String,
         size: i64,
+        created: bool,
     },
 }
 
@@ -291,11 +293,12 @@ impl Challenges {
             replication_max: self.files.settings().replication_max,
         };
         let whole = futures_util::stream::once(async move { Ok(head.freeze()) }).chain(body);
-        let file = self.files.store(tenant, whole, &details).await?;
+        let StoredFile { file, created } = self.files.store(tenant, whole, &details).await?;
         self.analytics.file_uploaded(&file);
         Ok(SubmissionOutput::Stored {
             cid: file.cid,
             size: file.size_bytes,
+            created,
         })
     }
 
@@ -312,7 +315,7 @@ impl Challenges {
         let (output_inline, stored_output, output_size) = match &output {
             None => (None, None, 0),
             Some(SubmissionOutput::Inline(text)) => (Some(text.as_str()), None, text.len() as i64),
-            Some(SubmissionOutput::Stored { cid, size }) => (None, Some(cid.as_str()), *size),
+            Some(SubmissionOutput::Stored { cid, size, .. }) => (None, Some(cid.as_str()), *size),
         };
         let inserted = self
             .postgres
@@ -341,7 +344,8 @@ impl Challenges {
                 }
                 return Err(match inserted {
                     Ok(_) => ChallengeError::NotFound(
-                        "the challenge or the user is no longer in this tenant".into(),
+                        "the challenge, the user or the output's file is no longer in this tenant"
+                            .into(),
                     ),
                     Err(error) => error.into(),
                 });
@@ -368,9 +372,13 @@ impl Challenges {
         Ok(row)
     }
 
-    /// Removes an output stored for a submission that was not recorded.
+    /// Removes an output stored for a submission that was not recorded,
+    /// unless the file was there before: then it is someone else's too.
     pub async fn discard_output(&self, tenant: &TenantId, output: &SubmissionOutput) {
-        let SubmissionOutput::Stored { cid, .. } = output else {
+        let SubmissionOutput::Stored {
+            cid, created: true, ..
+        } = output
+        else {
             return;
         };
         let Ok(cid) = crate::files::ContentId::parse(cid) else {

@@ -19,7 +19,7 @@ use crate::config::FilesSettings;
 use crate::metrics::Metrics;
 use crate::stores::cluster::{PinRequest, PinStatus};
 use crate::stores::kubo::{AddOptions, ContentStream};
-use crate::stores::postgres::{FileContent, FileDetails, FilePage, FileRow};
+use crate::stores::postgres::{FileContent, FileDeletion, FileDetails, FilePage, FileRow};
 use crate::stores::{StoreError, Stores};
 pub use byte_range::{requested_range, ByteRange, RangeError};
 pub use content_id::{ContentId, InvalidCid};
@@ -50,6 +50,8 @@ pub enum FilesError {
     Invalid { code: &'static str, message: String },
     #[error("no file {0} in this tenant")]
     NotFound(String),
+    #[error("{0}")]
+    InUse(String),
 }
 
 impl FilesError {
@@ -102,6 +104,13 @@ pub struct UploadDetails {
     pub metadata: serde_json::Value,
     pub replication_min: i32,
     pub replication_max: i32,
+}
+
+/// A file stored in one call, and whether it is new: content the tenant
+/// already had is the same file as before.
+pub struct StoredFile {
+    pub file: FileRow,
+    pub created: bool,
 }
 
 #[derive(Clone)]
@@ -338,7 +347,7 @@ impl Files {
         tenant: &TenantId,
         body: S,
         details: &UploadDetails,
-    ) -> Result<FileRow, FilesError>
+    ) -> Result<StoredFile, FilesError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
@@ -350,10 +359,18 @@ impl Files {
             self.commit(&pending, &received, details).await
         }
         .await;
-        if outcome.is_err() {
-            self.abandon(pending).await;
+        match outcome {
+            Ok(file) => Ok(StoredFile {
+                // The pending row became the file unless the tenant already
+                // had one with this content.
+                created: file.id == pending.id,
+                file,
+            }),
+            Err(error) => {
+                self.abandon(pending).await;
+                Err(error)
+            }
         }
-        outcome
     }
 
     /// Counts `bytes` of content sent to a client.
@@ -410,10 +427,12 @@ impl Files {
                 cluster.unpin(cid.as_str())
             })
             .await?;
-        if deleted {
-            Ok(())
-        } else {
-            Err(FilesError::NotFound(cid.to_string()))
+        match deleted {
+            FileDeletion::Deleted => Ok(()),
+            FileDeletion::NotFound => Err(FilesError::NotFound(cid.to_string())),
+            FileDeletion::OutputOf(submission) => Err(FilesError::InUse(format!(
+                "file {cid} is the output of submission {submission}; it stays while the submission does"
+            ))),
         }
     }
 }

@@ -196,6 +196,7 @@ impl From<FilesError> for ApiError {
             FilesError::UnsupportedType(_) => ApiError::UnsupportedMediaType(error.to_string()),
             FilesError::Invalid { code, message } => ApiError::BadRequest { code, message },
             FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            FilesError::InUse(message) => ApiError::Conflict(message),
         }
     }
 }

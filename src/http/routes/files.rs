@@ -437,7 +437,7 @@ mod cursor {
     }
 }
 
-#[utoipa::path(delete, path = "/files/{cid}", tag = "files", summary = "Drop the tenant's file; unpinned when no tenant holds the CID", params(("cid" = String, Path, description = "The content id")), responses((status = 204, description = "Deleted")))]
+#[utoipa::path(delete, path = "/files/{cid}", tag = "files", summary = "Drop the tenant's file; unpinned when no tenant holds the CID", params(("cid" = String, Path, description = "The content id")), responses((status = 204, description = "Deleted"), (status = 409, description = "A submission names the file as its output")))]
 async fn delete(
     principal: Principal,
     state: web::Data<AppState>,

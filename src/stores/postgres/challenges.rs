@@ -251,6 +251,9 @@ impl Postgres {
                                  CASE WHEN $7 IN ('passed', 'failed', 'error') THEN now() END \
                              WHERE EXISTS (SELECT 1 FROM challenges WHERE tenant_id = $2 AND id = $3) \
                                AND EXISTS (SELECT 1 FROM users WHERE tenant_id = $2 AND id = $4) \
+                               AND ($11::text IS NULL OR EXISTS (SELECT 1 FROM file_metadata \
+                                   WHERE tenant_id = $2 AND cid = $11 AND state = 'committed' \
+                                   FOR SHARE)) \
                              RETURNING {SUBMISSION_COLUMNS}"
                         ),
                         &[

@@ -55,6 +55,14 @@ pub struct FilePage {
     pub next: Option<(OffsetDateTime, Uuid)>,
 }
 
+/// What became of a request to delete a tenant's file.
+pub enum FileDeletion {
+    Deleted,
+    NotFound,
+    /// A submission names the file as its output; it stays while it does.
+    OutputOf(Uuid),
+}
+
 const FILE_COLUMNS: &str = "f.id, f.tenant_id, f.cid, f.owner_id, f.name, f.size_bytes, \
      f.content_type, f.sha256, f.metadata, b.pin_state, b.replication_min, b.replication_max, \
      f.created_at, f.updated_at";
@@ -311,14 +319,14 @@ impl Postgres {
 
     /// Deletes the tenant's file with this CID and drops its reference.
     /// When it was the last, `unpin` runs under the blob row's lock and the
-    /// blob row goes with it; if `unpin` fails nothing changes. False when
-    /// the tenant has no such file.
+    /// blob row goes with it; if `unpin` fails nothing changes. A file that
+    /// is a submission's output is kept.
     pub async fn delete_file<F, Fut>(
         &self,
         tenant_id: &str,
         cid: &str,
         unpin: F,
-    ) -> Result<bool, StoreError>
+    ) -> Result<FileDeletion, StoreError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(), StoreError>>,
@@ -342,7 +350,23 @@ impl Postgres {
             })
             .await?;
         if deleted == 0 {
-            return Ok(false);
+            return Ok(FileDeletion::NotFound);
+        }
+        // Read after the row is locked by the delete: a submission recording
+        // this file at the same time either committed before (and is seen
+        // here) or finds the file gone.
+        let output_of = g
+            .run("find_output_owner", async {
+                tx.query_opt(
+                    "SELECT id FROM submissions WHERE tenant_id = $1 AND output_cid = $2 LIMIT 1",
+                    &[&tenant_id, &cid],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?;
+        if let Some(row) = output_of {
+            return Ok(FileDeletion::OutputOf(row.get(0)));
         }
         let remaining: i64 = g
             .run("release_blob", async {
@@ -367,7 +391,7 @@ impl Postgres {
         }
         g.run("commit", async { tx.commit().await.map_err(query_error) })
             .await?;
-        Ok(true)
+        Ok(FileDeletion::Deleted)
     }
 
     /// Bytes of the tenant's committed files.

@@ -8,7 +8,7 @@ pub use api_keys::{ApiKeyRow, NewApiKeyRow};
 pub use challenges::{
     BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, SubmissionRow, UserRow,
 };
-pub use files::{FileContent, FileDetails, FilePage, FileRow};
+pub use files::{FileContent, FileDeletion, FileDetails, FilePage, FileRow};
 
 use std::str::FromStr;
 use std::sync::Arc;
