@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::analytics::rejected;
 use crate::auth::{ApiKeys, Scope, TenantId};
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -38,6 +39,17 @@ enum Command {
     Keys(KeysCommand),
     /// Print the OpenAPI document (as served at /openapi.json) and exit.
     Openapi,
+    /// Work with the analytics event spool.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Insert the rows ClickHouse refused for good (kept in the spool's
+    /// rejected/ folder) now that the cause is fixed, oldest first; each file
+    /// is removed once ClickHouse has it. Stops at the first file refused.
+    ReplayRejected,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +98,7 @@ pub async fn run() -> ExitCode {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
         Command::Keys(command) => keys(settings, command).await,
+        Command::Events(EventsCommand::ReplayRejected) => replay_rejected(settings).await,
         Command::Openapi => crate::http::openapi::document()
             .to_pretty_json()
             .map(|text| println!("{text}"))
@@ -125,6 +138,19 @@ async fn migrate(settings: Settings) -> Result<(), String> {
         changes.clickhouse.skipped.len(),
         list_suffix(&changes.clickhouse.skipped)
     );
+    Ok(())
+}
+
+async fn replay_rejected(settings: Settings) -> Result<(), String> {
+    let stores = Stores::new(&settings, Metrics::new()).map_err(|e| e.to_string())?;
+    let spool_dir = &settings.analytics.spool_dir;
+    let files = rejected::list(spool_dir)
+        .map_err(|e| format!("{}: {e}", spool_dir.join(rejected::FOLDER).display()))?;
+    for file in &files {
+        rejected::replay(&stores.clickhouse, file).await?;
+        println!("replayed {} into {}", file.path.display(), file.table);
+    }
+    println!("{} file(s) replayed", files.len());
     Ok(())
 }
 

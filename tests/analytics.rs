@@ -165,7 +165,7 @@ async fn sizes_and_scopes_are_bounded() {
 }
 
 #[tokio::test]
-async fn rows_clickhouse_keeps_refusing_are_set_aside_without_blocking_the_rest() {
+async fn rows_clickhouse_keeps_refusing_are_set_aside_and_replayed_later() {
     let mut settings = stack_settings();
     let database = common::unique("refusing").replace('-', "_");
     settings.clickhouse.database = database.clone();
@@ -206,13 +206,54 @@ async fn rows_clickhouse_keeps_refusing_are_set_aside_without_blocking_the_rest(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let rejected: Vec<_> = std::fs::read_dir(spool.join("rejected"))
-        .expect("a rejected folder")
-        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
-        .collect();
-    assert_eq!(rejected.len(), 1);
+    let rejected = spool.join("rejected");
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&rejected)
+            .expect("a rejected folder")
+            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+            .collect()
+    };
+    assert_eq!(files().len(), 1);
     for event in &events {
-        assert!(rejected[0].contains(event["event_id"].as_str().unwrap()));
+        assert!(files()[0].contains(event["event_id"].as_str().unwrap()));
     }
+
+    // An operator replays them: refused while the schema is still wrong
+    // (the file stays), inserted once it is fixed (the file goes).
+    let replay = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_storage-gateway"))
+            .args(["events", "replay-rejected"])
+            .env("CLICKHOUSE_DB", &database)
+            .env("GATEWAY__ANALYTICS__SPOOL_DIR", &spool)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs")
+    };
+    let refused = replay();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("user_activity.jsonl"), "{stderr}");
+    assert_eq!(files().len(), 1);
+    clickhouse
+        .query("ALTER TABLE user_activity ADD COLUMN properties String")
+        .execute()
+        .await
+        .unwrap();
+    let replayed = replay();
+    let stdout = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        replayed.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert!(stdout.contains("1 file(s) replayed"), "{stdout}");
+    assert!(files().is_empty());
+    let arrived = clickhouse
+        .query("SELECT count() FROM user_activity FINAL WHERE tenant_id = ?")
+        .bind(app.tenant.as_str())
+        .fetch_one::<u64>()
+        .await
+        .unwrap();
+    assert_eq!(arrived, 3);
     app.state.stores.clickhouse.drop_database().await.unwrap();
 }

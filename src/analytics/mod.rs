@@ -7,6 +7,7 @@
 //! waiting, so recording them never slows the request they describe.
 
 pub mod events;
+pub mod rejected;
 mod request_log;
 mod spool;
 

@@ -21,6 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::rejected;
+
 /// Bytes gathered into one write before the writer syncs, so a flood of
 /// appends cannot hold the ones behind it for long.
 const GROUP_COMMIT_BYTES: usize = 8 << 20;
@@ -299,12 +301,16 @@ impl Spool {
     /// spool's `rejected/` folder, where an operator can inspect and replay
     /// them; answers the file written.
     pub fn quarantine(&self, table: &str, rows: &[u8]) -> Result<PathBuf, SpoolError> {
-        let folder = self.shared.dir.join(REJECTED_DIR);
+        let folder = self.shared.dir.join(rejected::FOLDER);
         fs::create_dir_all(&folder).map_err(io_error)?;
-        let path = folder.join(format!("{}-{table}.jsonl", now_ms()));
-        let mut file = File::create(&path).map_err(io_error)?;
+        let path = folder.join(rejected::file_name(now_ms(), table));
+        // Written whole under a temporary name, so a replay never reads
+        // half a file.
+        let temporary = path.with_extension("tmp");
+        let mut file = File::create(&temporary).map_err(io_error)?;
         file.write_all(rows).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
+        fs::rename(&temporary, &path).map_err(io_error)?;
         File::open(&folder)
             .and_then(|d| d.sync_all())
             .map_err(io_error)?;
@@ -453,9 +459,6 @@ fn split_line(line: &[u8]) -> Result<(&str, u64, &[u8]), SpoolError> {
     let row = parts.next().ok_or_else(malformed)?;
     Ok((table, accepted, row))
 }
-
-/// Where rows ClickHouse refused for good are kept, under the spool folder.
-const REJECTED_DIR: &str = "rejected";
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.log"))

@@ -5,7 +5,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{clickhouse_error, ClickHouse};
-use crate::stores::StoreError;
+
+/// How much of a row stream is read before it is handed to ClickHouse.
+const READ_CHUNK: usize = 1 << 20;
+use crate::stores::{StoreError, StoreKind};
 
 /// A row of `file_uploads`. Times are Unix seconds, as `DateTime` is stored.
 #[derive(Debug, Clone, Row, Serialize)]
@@ -46,6 +49,51 @@ impl ClickHouse {
             .run("insert_events", async {
                 let mut insert = self.client.insert_formatted_with(sql);
                 insert.send(rows).await.map_err(clickhouse_error)?;
+                insert.end().await.map_err(clickhouse_error)
+            })
+            .await
+    }
+
+    /// Inserts the JSON lines `reader` yields into `table`, in one insert
+    /// sent as it is read. Only names fixed in the code are accepted.
+    pub async fn insert_json_from<R>(
+        &self,
+        table: &'static str,
+        mut reader: R,
+    ) -> Result<(), StoreError>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        use tokio::io::AsyncReadExt;
+        let sql = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        self.guard
+            .run("insert_events", async {
+                let mut insert = self.client.insert_formatted_with(sql);
+                let mut buffer = bytes::BytesMut::with_capacity(READ_CHUNK);
+                loop {
+                    buffer.reserve(READ_CHUNK);
+                    let read = reader.read_buf(&mut buffer).await.map_err(|e| {
+                        StoreError::failed(
+                            StoreKind::ClickHouse,
+                            format!("the rows could not be read: {e}"),
+                        )
+                    })?;
+                    if read == 0 {
+                        break;
+                    }
+                    if buffer.len() >= READ_CHUNK {
+                        insert
+                            .send(buffer.split().freeze())
+                            .await
+                            .map_err(clickhouse_error)?;
+                    }
+                }
+                if !buffer.is_empty() {
+                    insert
+                        .send(buffer.freeze())
+                        .await
+                        .map_err(clickhouse_error)?;
+                }
                 insert.end().await.map_err(clickhouse_error)
             })
             .await
