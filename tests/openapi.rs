@@ -214,6 +214,31 @@ async fn documented_response_schemas_match_real_answers() {
     let file = json(app.upload(&[("name", "f.txt")], "openapi").await).await;
     assert_eq!(keys(&file), properties(&document, "FileResponse"));
     assert_eq!(keys(&file["pin"]), properties(&document, "PinResponse"));
+
+    let check = serde_json::json!({"key": "openapi"});
+    let decision = json(app.post_json("/rate-limit/check", &check).await).await;
+    assert_eq!(keys(&decision), properties(&document, "RateLimitAnswer"));
+    assert_eq!(
+        keys(&decision["limits"][0]),
+        properties(&document, "LimitAnswer")
+    );
+    let status = json(app.get("/rate-limit/status/openapi").await).await;
+    assert_eq!(keys(&status), properties(&document, "RateLimitAnswer"));
+    let alive = json(app.get("/health").await).await;
+    assert_eq!(keys(&alive), properties(&document, "Alive"));
+
+    // A backend's entry: the fields of both halves of its allOf, the
+    // optional ones only where they apply.
+    let ready = json(app.get("/ready").await).await;
+    assert_eq!(keys(&ready), properties(&document, "Readiness"));
+    let mut backend_fields = properties(&document, "HealthDetail");
+    let own = &document["components"]["schemas"]["BackendReadiness"]["allOf"][1]["properties"];
+    backend_fields.extend(keys(own));
+    for (name, backend) in ready["backends"].as_object().unwrap() {
+        let fields = keys(backend);
+        assert!(fields.is_subset(&backend_fields), "{name}: {fields:?}");
+        assert!(fields.contains("status") && fields.contains("latency_ms"));
+    }
 }
 
 #[test]

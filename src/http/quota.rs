@@ -5,6 +5,7 @@
 use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::rate_limit::{self, Decision};
@@ -40,29 +41,64 @@ pub fn insert_headers(response: &mut HttpResponseBuilder, decision: &Decision) {
     }
 }
 
-/// The fields both rate-limit endpoints answer with.
-pub fn fields(decision: &Decision) -> Value {
+/// What both rate-limit endpoints answer: the decision, the binding limit's
+/// figures at the top, and every limit of the policy.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RateLimitAnswer {
+    allowed: bool,
+    policy: String,
+    /// The binding limit's figures: the violated limit that frees up last,
+    /// else the one with the least left.
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset_seconds: Option<u64>,
+    retry_after_seconds: u64,
+    /// A shadow policy never denies; `would_deny` says what it would do.
+    shadow: bool,
+    would_deny: bool,
+    /// False when Redis could not be asked and the policy fails open.
+    checked: bool,
+    limits: Vec<LimitAnswer>,
+}
+
+/// One limit of a policy and where the key stands against it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LimitAnswer {
+    name: String,
+    limit: u64,
+    window_seconds: f64,
+    burst: u64,
+    remaining: u64,
+    reset_seconds: u64,
+    allowed: bool,
+}
+
+pub fn fields(decision: &Decision) -> RateLimitAnswer {
     let binding = decision.binding();
-    json!({
-        "allowed": decision.allowed,
-        "policy": decision.policy.name,
-        "limit": binding.map(|l| l.limit.limit),
-        "remaining": binding.map(|l| l.remaining),
-        "reset_seconds": binding.map(|l| rate_limit::ceil_secs(l.reset_us)),
-        "retry_after_seconds": rate_limit::ceil_secs(decision.retry_after_us()),
-        "shadow": decision.policy.shadow,
-        "would_deny": decision.shadow_denied,
-        "checked": !decision.unchecked,
-        "limits": decision.limits.iter().map(|l| json!({
-            "name": l.limit.name,
-            "limit": l.limit.limit,
-            "window_seconds": l.limit.window.as_secs_f64(),
-            "burst": l.limit.burst,
-            "remaining": l.remaining,
-            "reset_seconds": rate_limit::ceil_secs(l.reset_us),
-            "allowed": l.allowed,
-        })).collect::<Vec<_>>(),
-    })
+    RateLimitAnswer {
+        allowed: decision.allowed,
+        policy: decision.policy.name.clone(),
+        limit: binding.map(|l| l.limit.limit),
+        remaining: binding.map(|l| l.remaining),
+        reset_seconds: binding.map(|l| rate_limit::ceil_secs(l.reset_us)),
+        retry_after_seconds: rate_limit::ceil_secs(decision.retry_after_us()),
+        shadow: decision.policy.shadow,
+        would_deny: decision.shadow_denied,
+        checked: !decision.unchecked,
+        limits: decision
+            .limits
+            .iter()
+            .map(|l| LimitAnswer {
+                name: l.limit.name.clone(),
+                limit: l.limit.limit,
+                window_seconds: l.limit.window.as_secs_f64(),
+                burst: l.limit.burst,
+                remaining: l.remaining,
+                reset_seconds: rate_limit::ceil_secs(l.reset_us),
+                allowed: l.allowed,
+            })
+            .collect(),
+    }
 }
 
 /// 429 with the headers and a problem body naming the violated limits.
@@ -89,7 +125,7 @@ pub fn exceeded(decision: &Decision) -> HttpResponse {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let mut body = fields(decision);
+    let mut body = serde_json::to_value(fields(decision)).unwrap_or_default();
     if let Value::Object(map) = &mut body {
         map.insert("type".into(), json!(QUOTA_EXCEEDED_TYPE));
         map.insert(

@@ -220,7 +220,7 @@ impl Stores {
 }
 
 /// What a health check learned about a backend that answered.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct HealthDetail {
     /// The backend's own version, when it tells.
     #[serde(skip_serializing_if = "Option::is_none")]

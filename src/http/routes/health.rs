@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::resource;
 use crate::startup::AppState;
@@ -15,19 +16,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/ready").route(web::get().to(ready)));
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations", summary = "Liveness: the process answers", responses((status = 200, description = "Alive", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/health", tag = "operations", summary = "Liveness: the process answers", responses((status = 200, description = "Alive", body = Alive)))]
 async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Alive { status: "ok" })
 }
 
-#[derive(Serialize)]
-struct Readiness {
+#[derive(Serialize, ToSchema)]
+struct Alive {
+    /// Always `ok`.
     status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` when every backend is up, else `unavailable`.
+    status: &'static str,
+    /// By backend: postgres, redis, clickhouse, kubo, cluster.
     backends: BTreeMap<&'static str, BackendReadiness>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BackendReadiness {
+    /// `up` or `down`.
     status: &'static str,
     latency_ms: f64,
     #[serde(flatten)]
@@ -36,7 +46,7 @@ struct BackendReadiness {
     error: Option<String>,
 }
 
-#[utoipa::path(get, path = "/ready", tag = "operations", summary = "Readiness: each backend's status, latency and version", responses((status = 200, description = "Every backend answers", body = serde_json::Value), (status = 503, description = "A backend is down", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/ready", tag = "operations", summary = "Readiness: each backend's status, latency and version", responses((status = 200, description = "Every backend answers", body = Readiness), (status = 503, description = "A backend is down", body = Readiness)))]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let backends: BTreeMap<&'static str, BackendReadiness> = state
         .stores

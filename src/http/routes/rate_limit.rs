@@ -5,7 +5,8 @@ use serde::Deserialize;
 
 use crate::auth::{Principal, Scope};
 use crate::http::error::ApiError;
-use crate::http::{quota, resource};
+use crate::http::quota::{self, RateLimitAnswer};
+use crate::http::resource;
 use crate::rate_limit::Decision;
 use crate::startup::AppState;
 
@@ -27,7 +28,7 @@ fn one() -> u64 {
     1
 }
 
-#[utoipa::path(post, path = "/rate-limit/check", tag = "rate limits", summary = "Consume from a key's limits", request_body = Check, responses((status = 200, description = "Allowed, with RateLimit headers", body = serde_json::Value), (status = 429, description = "Denied (application/problem+json), with Retry-After")))]
+#[utoipa::path(post, path = "/rate-limit/check", tag = "rate limits", summary = "Consume from a key's limits", request_body = Check, responses((status = 200, description = "Allowed, with RateLimit headers", body = RateLimitAnswer), (status = 429, description = "Denied, with Retry-After: the same fields in an application/problem+json body (type, title, status, detail, violated_policies)")))]
 async fn check(
     principal: Principal,
     state: web::Data<AppState>,
@@ -51,7 +52,7 @@ struct StatusOptions {
     policy: Option<String>,
 }
 
-#[utoipa::path(get, path = "/rate-limit/status/{key}", tag = "rate limits", summary = "A key's limits without consuming", params(("key" = String, Path, description = "The limited key"), StatusOptions), responses((status = 200, description = "Its state", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/rate-limit/status/{key}", tag = "rate limits", summary = "A key's limits without consuming", params(("key" = String, Path, description = "The limited key"), StatusOptions), responses((status = 200, description = "Its state", body = RateLimitAnswer)))]
 async fn status(
     principal: Principal,
     state: web::Data<AppState>,
@@ -76,5 +77,8 @@ fn answer(decision: &Decision) -> HttpResponse {
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(check, status))]
+#[openapi(
+    paths(check, status),
+    components(schemas(RateLimitAnswer, quota::LimitAnswer))
+)]
 pub struct Api;
