@@ -9,7 +9,7 @@ pub mod leaderboard;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
@@ -264,17 +264,23 @@ impl Challenges {
     {
         let inline_max = self.settings.inline_output_max_bytes;
         let mut body = std::pin::pin!(body);
-        let mut head = BytesMut::new();
-        while head.len() <= inline_max {
+        // The chunks read so far, kept as they came: a large output goes on
+        // to IPFS without being copied.
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut head_len = 0;
+        while head_len <= inline_max {
             match body.next().await {
-                Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    head_len += chunk.len();
+                    head.push(chunk);
+                }
                 Some(Err(error)) => {
                     return Err(ChallengeError::Invalid(format!(
                         "the output ended abnormally: {error}"
                     )))
                 }
                 None => {
-                    let text = String::from_utf8(head.to_vec()).map_err(|_| {
+                    let text = String::from_utf8(head.concat()).map_err(|_| {
                         ChallengeError::Invalid("the output must be UTF-8 text".into())
                     })?;
                     return Ok(SubmissionOutput::Inline(text));
@@ -292,7 +298,7 @@ impl Challenges {
             replication_min: self.files.settings().replication_min,
             replication_max: self.files.settings().replication_max,
         };
-        let whole = futures_util::stream::once(async move { Ok(head.freeze()) }).chain(body);
+        let whole = futures_util::stream::iter(head.into_iter().map(Ok)).chain(body);
         let StoredFile { file, created } = self.files.store(tenant, whole, &details).await?;
         self.analytics.file_uploaded(&file);
         Ok(SubmissionOutput::Stored {
