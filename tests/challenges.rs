@@ -288,17 +288,6 @@ async fn entities_are_checked_and_kept_per_tenant() {
     assert_eq!(limit.status(), StatusCode::BAD_REQUEST);
 }
 
-/// A challenge and a user of `app`'s tenant, and the path to submit to.
-async fn challenge_with_user(app: &TestApp) -> (String, String) {
-    let user = new_user(app, "form").await;
-    let challenge = created(app, "/challenges", json!({"slug": "form", "title": "Form"})).await;
-    let submit = format!(
-        "/challenges/{}/submissions",
-        challenge["id"].as_str().unwrap()
-    );
-    (user, submit)
-}
-
 async fn post_form(app: &TestApp, path: &str, form: Form) -> reqwest::Response {
     app.request(reqwest::Method::POST, path)
         .multipart(form)
@@ -322,7 +311,7 @@ async fn submission_rows(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn a_form_submission_streams_its_output() {
     let app = spawn_app().await;
-    let (user, submit) = challenge_with_user(&app).await;
+    let (user, submit) = common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go", "status": "passed", "score": 7.5});
 
     // About 2.4 MB: far past the inline threshold.
@@ -370,7 +359,7 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
     let mut settings = common::stack_settings();
     settings.files.max_upload_bytes = 1 << 20;
     let app = spawn_app_with(settings).await;
-    let (user, submit) = challenge_with_user(&app).await;
+    let (user, submit) = common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go"}).to_string();
     let large = || Part::bytes(vec![b'x'; 300_000]);
 
@@ -458,7 +447,7 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
 #[tokio::test]
 async fn an_output_in_use_is_kept() {
     let app = spawn_app().await;
-    let (user, submit) = challenge_with_user(&app).await;
+    let (user, submit) = common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go"}).to_string();
     let output = vec![b'z'; 200_000];
     let form = |extra: bool| {

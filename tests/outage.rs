@@ -594,28 +594,9 @@ async fn dashboards_serve_stale_answers_while_clickhouse_is_down() {
 async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = spawn_app().await;
-    let user = json(
-        app.post_json("/users", &serde_json::json!({"external_id": "u"}))
-            .await,
-    )
-    .await;
-    let challenge = json(
-        app.post_json(
-            "/challenges",
-            &serde_json::json!({"slug": "c", "title": "C"}),
-        )
-        .await,
-    )
-    .await;
-    let board = format!(
-        "/challenges/{}/leaderboard",
-        challenge["id"].as_str().unwrap()
-    );
-    let submit = format!(
-        "/challenges/{}/submissions",
-        challenge["id"].as_str().unwrap()
-    );
-    let submission = serde_json::json!({"user_id": user["id"], "language": "c", "score": 42.5});
+    let (user, submit) = common::user_and_challenge(&app).await;
+    let board = submit.replace("/submissions", "/leaderboard");
+    let submission = serde_json::json!({"user_id": user, "language": "c", "score": 42.5});
     assert_eq!(app.post_json(&submit, &submission).await.status(), 201);
     with_service_stopped("redis", || async {
         let (cache, response) = user_activity(&app, "2026-11-03").await;
@@ -635,7 +616,7 @@ async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() 
         assert_eq!(standing["source"], "postgres");
         assert_eq!(standing["entries"][0]["score"], 42.5);
         // A submission is stored even though its leaderboard update is not.
-        let submission = serde_json::json!({"user_id": user["id"], "language": "c", "score": 50});
+        let submission = serde_json::json!({"user_id": user, "language": "c", "score": 50});
         assert_eq!(app.post_json(&submit, &submission).await.status(), 201);
     })
     .await;
@@ -648,29 +629,29 @@ async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() 
 async fn a_large_submission_with_kubo_down_is_503_and_stores_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = spawn_app().await;
-    let user = json(
-        app.post_json("/users", &serde_json::json!({"external_id": "u"}))
-            .await,
-    )
-    .await;
-    let challenge = json(
-        app.post_json(
-            "/challenges",
-            &serde_json::json!({"slug": "c", "title": "C"}),
-        )
-        .await,
-    )
-    .await;
-    let submit = format!(
-        "/challenges/{}/submissions",
-        challenge["id"].as_str().unwrap()
-    );
+    let (user, submit) = common::user_and_challenge(&app).await;
     // Over the inline threshold: the output must go to IPFS first.
     let submission = serde_json::json!({
-        "user_id": user["id"], "language": "c", "score": 10, "output": "x".repeat(200_000),
+        "user_id": user, "language": "c", "score": 10, "output": "x".repeat(200_000),
     });
+    // The same as a form, whose output part would stream straight to Kubo.
+    let form = || {
+        let meta = serde_json::json!({"user_id": user, "language": "c", "score": 10});
+        reqwest::multipart::Form::new()
+            .text("submission", meta.to_string())
+            .part(
+                "output",
+                reqwest::multipart::Part::bytes(vec![b'x'; 3 << 20]),
+            )
+    };
+    let post_form = || {
+        app.request(reqwest::Method::POST, &submit)
+            .multipart(form())
+            .send()
+    };
     with_service_stopped("kubo1", || async {
         assert_unavailable(app.post_json(&submit, &submission).await, "kubo").await;
+        assert_unavailable(post_form().await.expect("form sent"), "kubo").await;
         let client = common::postgres(&std::env::var("DATABASE_URL").unwrap()).await;
         let rows: i64 = client
             .query_one(
@@ -686,6 +667,7 @@ async fn a_large_submission_with_kubo_down_is_503_and_stores_nothing() {
     .await;
     wait_until_ready(&app).await;
     assert_eq!(app.post_json(&submit, &submission).await.status(), 201);
+    assert_eq!(post_form().await.unwrap().status(), 201);
 }
 
 #[tokio::test]

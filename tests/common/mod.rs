@@ -238,6 +238,25 @@ impl TestApp {
     }
 }
 
+/// A user and a challenge in `app`'s tenant, to submit with: the user's id
+/// and the challenge's submissions path.
+pub async fn user_and_challenge(app: &TestApp) -> (String, String) {
+    let mut ids = Vec::new();
+    for (path, body) in [
+        ("/users", serde_json::json!({"external_id": "u"})),
+        (
+            "/challenges",
+            serde_json::json!({"slug": "c", "title": "C"}),
+        ),
+    ] {
+        let response = app.post_json(path, &body).await;
+        assert_eq!(response.status(), 201, "{path}");
+        ids.push(json(response).await["id"].as_str().unwrap().to_owned());
+    }
+    let submit = format!("/challenges/{}/submissions", ids[1]);
+    (ids.swap_remove(0), submit)
+}
+
 pub async fn json(response: reqwest::Response) -> serde_json::Value {
     response.json().await.expect("a JSON body")
 }
