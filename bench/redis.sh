@@ -27,10 +27,13 @@ trap bench_cleanup EXIT
 
 cat >"$work/bench.toml" <<TOML
 [rate_limit]
-gateway_policy = "bench"
+gateway_policy = "bench-gateway"
 default_policy = "bench"
 
 [rate_limit.policies.bench]
+limits = [{ name = "second", limit = 1000000, window = "1s" }]
+
+[rate_limit.policies.bench-gateway]
 limits = [{ name = "second", limit = 1000000, window = "1s" }]
 TOML
 

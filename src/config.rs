@@ -93,6 +93,9 @@ pub struct AnalyticsSettings {
     pub spool_segment_bytes: u64,
     /// Events per insert into ClickHouse, at most.
     pub batch_rows: u64,
+    /// Bytes of events per insert into ClickHouse, at most (one event
+    /// always goes): what shipping holds in memory at once.
+    pub batch_max_bytes: u64,
     /// Longest an accepted event waits for a fuller batch, in milliseconds.
     pub batch_max_delay_ms: u64,
     /// Largest ingestion request body, and most events in one.
@@ -278,6 +281,9 @@ pub struct FilesSettings {
     pub reconcile_interval_secs: u64,
     /// A pending upload older than this is abandoned by the reconciler, in seconds.
     pub pending_expiry_secs: u64,
+    /// A gateway pin (named `storage-gateway:...`) no stored file owns is
+    /// removed once it is this old, in seconds.
+    pub orphan_pin_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +301,16 @@ pub struct ServerSettings {
     pub json_body_limit_bytes: usize,
     /// How often every backend is health-checked for `gateway_backend_up`.
     pub backend_probe_interval_secs: u64,
+    /// Bytes of request bodies all requests together may hold in memory
+    /// (event batches, JSON bodies read whole); past it, 503.
+    pub max_body_bytes_in_flight: usize,
+    /// Uploads streaming at once, gateway-wide; past it, 503.
+    pub max_concurrent_uploads: usize,
+    /// Longest a client may take to send a request's headers, in milliseconds.
+    pub request_header_timeout_ms: u64,
+    /// Longest a request body or a download may stall (no byte moving), in
+    /// seconds, before the request is dropped.
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod analytics;
 pub mod auth;
 pub mod cache;

@@ -65,9 +65,27 @@ pub const FILE_PINS: &str = "gateway_file_pins";
 const FILE_PINS_HELP: &str =
     "Content the gateway keeps pinned, by pin state (pinning, pinned, error), as of the reconciler's last pass.";
 
+pub const REQUESTS_SHED_TOTAL: &str = "gateway_requests_shed_total";
+const REQUESTS_SHED_HELP: &str =
+    "Requests refused with 503 because a gateway-wide bound was reached, by bound (body_bytes, uploads).";
+
 /// Route label for requests that matched no route, so unknown paths cannot
 /// blow up the label set.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The method label: one of the methods of RFC 9110 and PATCH, or `OTHER`.
+/// HTTP lets a caller invent any method token; a label taken from it as sent
+/// would make a new series per token.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| **known == method.as_str())
+        .copied()
+        .unwrap_or("OTHER")
+}
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -94,6 +112,7 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     pub file_bytes: IntCounterVec,
     pub file_pins: IntGaugeVec,
+    pub requests_shed: IntCounterVec,
 }
 
 impl Metrics {
@@ -165,6 +184,7 @@ impl Metrics {
         let backend_up = gauge(BACKEND_UP, BACKEND_UP_HELP, &["store"]);
         let file_bytes = counter(FILE_BYTES_TOTAL, FILE_BYTES_HELP, &["direction"]);
         let file_pins = gauge(FILE_PINS, FILE_PINS_HELP, &["state"]);
+        let requests_shed = counter(REQUESTS_SHED_TOTAL, REQUESTS_SHED_HELP, &["reason"]);
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -183,6 +203,7 @@ impl Metrics {
             Box::new(backend_up.clone()),
             Box::new(file_bytes.clone()),
             Box::new(file_pins.clone()),
+            Box::new(requests_shed.clone()),
         ] {
             registry
                 .register(collector)
@@ -207,6 +228,7 @@ impl Metrics {
             backend_up,
             file_bytes,
             file_pins,
+            requests_shed,
         })
     }
 
@@ -217,5 +239,21 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(buffer).expect("the text encoder writes UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::Method;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for token in ["FOO", "get", "PROPFIND", "X1"] {
+            let method = Method::from_bytes(token.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "OTHER", "{token}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use actix_web::dev::Server;
 use actix_web::{web, HttpServer};
 use serde::Serialize;
 
+use crate::admission::Admission;
 use crate::analytics::{Analytics, SpoolError};
 use crate::auth::ApiKeys;
 use crate::cache::Cache;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub dashboards: Dashboards,
     pub challenges: Challenges,
     pub metrics: Arc<Metrics>,
+    pub admission: Admission,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +92,13 @@ impl Application {
             clickhouse_skipped = ?schema_changes.clickhouse.skipped,
             "schemas ready"
         );
-        let files = Files::new(stores.clone(), settings.files.clone(), metrics.clone());
+        let admission = Admission::new(&settings.server, metrics.clone());
+        let files = Files::new(
+            stores.clone(),
+            settings.files.clone(),
+            metrics.clone(),
+            admission.clone(),
+        );
         let analytics = Analytics::new(
             stores.clickhouse.clone(),
             &settings.analytics,
@@ -131,6 +139,7 @@ impl Application {
             ),
             stores,
             metrics,
+            admission,
         };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
@@ -153,7 +162,11 @@ impl Application {
         ));
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || http::app(data.clone()))
-            .shutdown_timeout(settings.server.shutdown_timeout_secs);
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            // A client that trickles its headers (slow loris) is dropped.
+            .client_request_timeout(std::time::Duration::from_millis(
+                settings.server.request_header_timeout_ms,
+            ));
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

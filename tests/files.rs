@@ -274,10 +274,13 @@ async fn ranges_etags_and_head() {
     let full = download(&app, &cid).await;
     let etag = full.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(etag, format!("\"{cid}\""));
+    // A tenant's file: the client may keep it, no shared cache may.
     assert_eq!(
         full.headers()["cache-control"],
-        "public, max-age=29030400, immutable"
+        "private, max-age=29030400, immutable"
     );
+    assert_eq!(full.headers()["vary"], "Authorization, X-API-Key");
+    assert_eq!(full.headers()["x-content-type-options"], "nosniff");
     assert_eq!(full.headers()["accept-ranges"], "bytes");
     let not_modified = app
         .http

@@ -15,7 +15,7 @@ async fn health_needs_no_key_and_calls_no_backend() {
 #[tokio::test]
 async fn ready_reports_every_backend_up() {
     let app = spawn_app().await;
-    let response = app.http.get(app.url("/ready")).send().await.unwrap();
+    let response = app.get("/ready").await;
     let status = response.status();
     let body = json(response).await;
     assert_eq!(status, 200, "{body}");

@@ -280,6 +280,18 @@ async fn the_gateway_limits_each_api_key(mode: RedisMode) {
     );
     let health = app.http.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+    // Its budgets are keyed by key id: no caller may spend or read them.
+    let other_key_id = second.split('_').nth(1).unwrap();
+    let spend = json!({"key": other_key_id, "policy": "per-key", "cost": 3});
+    let response = app.post_json_as("/rate-limit/check", &second, &spend).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = app
+        .get_as(
+            &format!("/rate-limit/status/{other_key_id}?policy=per-key"),
+            &second,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn bad_checks_are_refused(mode: RedisMode) {

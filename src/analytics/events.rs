@@ -40,28 +40,165 @@ struct Row {
     pub json: String,
 }
 
-/// Splits the body into events, unparsed: one object, an array of
-/// objects, or (`ndjson`) one object per line.
-pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<&RawValue>, String> {
-    if ndjson {
-        return body
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|(number, line)| {
-                serde_json::from_slice(line)
-                    .map_err(|e| format!("line {} is not JSON: {e}", number + 1))
-            })
-            .collect();
-    }
-    let raw: &RawValue =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    match raw.get().trim_start().as_bytes().first() {
+/// The message of a body with more events than allowed; the caller turns
+/// it into a 413.
+pub const TOO_MANY_EVENTS: &str = "too many events";
+
+/// Splits a JSON body into events, unparsed: one object, or an array of
+/// objects. Counting stops at `max_events`: an array with more is refused
+/// with [`TOO_MANY_EVENTS`] before the rest is even read.
+pub fn parse_body(body: &[u8], max_events: usize) -> Result<Vec<&RawValue>, String> {
+    let not_json = |e: serde_json::Error| format!("the body is not JSON: {e}");
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => {
-            serde_json::from_str(raw.get()).map_err(|e| format!("the body is not JSON: {e}"))
+            let mut deserializer = serde_json::Deserializer::from_slice(body);
+            let events =
+                serde::Deserializer::deserialize_seq(&mut deserializer, BoundedList(max_events))
+                    .map_err(|e| {
+                        if e.to_string().starts_with(TOO_MANY_EVENTS) {
+                            TOO_MANY_EVENTS.to_owned()
+                        } else {
+                            not_json(e)
+                        }
+                    })?;
+            deserializer.end().map_err(not_json)?;
+            Ok(events)
         }
-        Some(b'{') => Ok(vec![raw]),
+        Some(b'{') => Ok(vec![serde_json::from_slice(body).map_err(not_json)?]),
         _ => Err("the body must be an event object or an array of them".into()),
+    }
+}
+
+/// Reads a JSON array of at most `.0` raw values.
+struct BoundedList(usize);
+
+impl<'de> serde::de::Visitor<'de> for BoundedList {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of at most {} events", self.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&RawValue>()? {
+            if items.len() == self.0 {
+                return Err(serde::de::Error::custom(TOO_MANY_EVENTS));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// Events validated one at a time, as they are read, into spool lines.
+/// Once one is bad, the others are only checked: nothing is accepted.
+pub struct Batch<'a> {
+    tenant: &'a TenantId,
+    max_properties_bytes: usize,
+    now: OffsetDateTime,
+    line_prefix: &'a [u8],
+    out: Vec<u8>,
+    ids: Vec<Uuid>,
+    rejections: Vec<Rejection>,
+    seen: usize,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(
+        tenant: &'a TenantId,
+        max_properties_bytes: usize,
+        now: OffsetDateTime,
+        line_prefix: &'a [u8],
+    ) -> Self {
+        Self {
+            tenant,
+            max_properties_bytes,
+            now,
+            line_prefix,
+            out: Vec::new(),
+            ids: Vec::new(),
+            rejections: Vec::new(),
+            seen: 0,
+        }
+    }
+
+    /// Makes room for `bytes` of rows at once, so a batch whose size is
+    /// known ahead does not grow by doubling.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.out.reserve_exact(bytes);
+    }
+
+    /// Events pushed so far, good and bad.
+    pub fn len(&self) -> usize {
+        self.seen
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen == 0
+    }
+
+    /// Bytes the batch holds (its spool lines and ids).
+    pub fn held_bytes(&self) -> usize {
+        self.out.capacity() + self.ids.capacity() * std::mem::size_of::<Uuid>()
+    }
+
+    /// Validates one line of NDJSON (`number` counts from 1); a blank line
+    /// is no event. A line that is not JSON makes the whole body invalid.
+    pub fn push_line(&mut self, line: &[u8], number: usize) -> Result<(), String> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let raw: &RawValue =
+            serde_json::from_slice(line).map_err(|e| format!("line {number} is not JSON: {e}"))?;
+        self.push(raw);
+        Ok(())
+    }
+
+    /// Validates one event and, while all are good, writes its row.
+    pub fn push(&mut self, raw: &RawValue) {
+        let index = self.seen;
+        self.seen += 1;
+        let written = match serde_json::from_str::<Incoming>(raw.get()) {
+            Ok(event) => fast_row(self.tenant, event, self.max_properties_bytes, self.now),
+            Err(_) => Err(String::new()),
+        };
+        let outcome = match written {
+            Ok((id, row)) => Ok((id, row)),
+            // Read again as a plain value: slower, and precise about what is wrong.
+            Err(_) => serde_json::from_str(raw.get())
+                .map_err(|e| e.to_string())
+                .and_then(|value| row(self.tenant, value, self.max_properties_bytes, self.now))
+                .map(|row| (row.event_id, row.json)),
+        };
+        match outcome {
+            Ok((id, json)) if self.rejections.is_empty() => {
+                self.out.extend_from_slice(self.line_prefix);
+                self.out.extend_from_slice(json.as_bytes());
+                self.out.push(b'\n');
+                self.ids.push(id);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if self.rejections.is_empty() {
+                    // Nothing will be accepted: free the rows written so far.
+                    self.out = Vec::new();
+                    self.ids = Vec::new();
+                }
+                if self.rejections.len() < MAX_REPORTED {
+                    self.rejections.push(Rejection { index, error });
+                }
+            }
+        }
+    }
+
+    /// The ids and spool lines of the events, or the bad events.
+    pub fn finish(self) -> Result<(Vec<Uuid>, Vec<u8>), Vec<Rejection>> {
+        if self.rejections.is_empty() {
+            Ok((self.ids, self.out))
+        } else {
+            Err(self.rejections)
+        }
     }
 }
 
@@ -90,54 +227,6 @@ struct Outgoing<'a> {
     event_type: &'a str,
     timestamp: i64,
     properties: &'a str,
-}
-
-/// Validates every event and writes each as a row into `out`, after
-/// `line_prefix` and before a newline; answers their ids, or the bad
-/// events (and then `out` is to be discarded).
-pub fn validate(
-    tenant: &TenantId,
-    events: &[&RawValue],
-    max_properties_bytes: usize,
-    now: OffsetDateTime,
-    line_prefix: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<Vec<Uuid>, Vec<Rejection>> {
-    let mut ids = Vec::with_capacity(events.len());
-    let mut rejections = Vec::new();
-    for (index, raw) in events.iter().enumerate() {
-        let written = match serde_json::from_str::<Incoming>(raw.get()) {
-            Ok(event) => fast_row(tenant, event, max_properties_bytes, now),
-            Err(_) => Err(String::new()),
-        };
-        let outcome = match written {
-            Ok((id, row)) => Ok((id, row)),
-            // Read again as a plain value: slower, and precise about what is wrong.
-            Err(_) => serde_json::from_str(raw.get())
-                .map_err(|e| e.to_string())
-                .and_then(|value| row(tenant, value, max_properties_bytes, now))
-                .map(|row| (row.event_id, row.json)),
-        };
-        match outcome {
-            Ok((id, json)) if rejections.is_empty() => {
-                out.extend_from_slice(line_prefix);
-                out.extend_from_slice(json.as_bytes());
-                out.push(b'\n');
-                ids.push(id);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                if rejections.len() < MAX_REPORTED {
-                    rejections.push(Rejection { index, error });
-                }
-            }
-        }
-    }
-    if rejections.is_empty() {
-        Ok(ids)
-    } else {
-        Err(rejections)
-    }
 }
 
 /// The common case, without building a JSON tree. Any problem sends the
@@ -290,8 +379,12 @@ mod tests {
             .iter()
             .map(|t| serde_json::from_str(t).unwrap())
             .collect();
-        let mut out = Vec::new();
-        let ids = validate(&tenant(), &raws, 100, now(), b"p\t", &mut out)?;
+        let tenant = tenant();
+        let mut batch = Batch::new(&tenant, 100, now(), b"p\t");
+        for raw in raws {
+            batch.push(raw);
+        }
+        let (ids, out) = batch.finish()?;
         let rows = String::from_utf8(out)
             .unwrap()
             .lines()
@@ -357,19 +450,48 @@ mod tests {
 
     #[test]
     fn parses_every_body_shape() {
-        assert_eq!(parse_body(br#"{"a":1}"#, false).unwrap().len(), 1);
+        assert_eq!(parse_body(br#"{"a":1}"#, 10).unwrap().len(), 1);
+        assert_eq!(parse_body(br#" [{"a":1},{"a":2}]"#, 10).unwrap().len(), 2);
+        assert!(parse_body(b"3", 10).is_err());
+        assert!(parse_body(b"[1", 10).is_err());
+        let tenant = tenant();
+        let mut batch = Batch::new(&tenant, 100, now(), b"");
+        for (number, line) in ["{\"event_type\":\"a\"}", "", " ", "{\"event_type\":\"b\"}"]
+            .iter()
+            .enumerate()
+        {
+            batch.push_line(line.as_bytes(), number + 1).unwrap();
+        }
+        assert_eq!(batch.len(), 2, "blank lines are no events");
+        assert!(batch.push_line(b"{oops", 5).unwrap_err().contains("line 5"));
+    }
+
+    #[test]
+    fn an_array_is_counted_as_it_is_read() {
+        assert_eq!(parse_body(b"[{},{},{}]", 3).unwrap().len(), 3);
         assert_eq!(
-            parse_body(br#" [{"a":1},{"a":2}]"#, false).unwrap().len(),
-            2
+            parse_body(b"[{},{},{},{}]", 3).unwrap_err(),
+            TOO_MANY_EVENTS
         );
+        // Past the bound the rest is not read: even broken JSON there is
+        // reported as too many, not as invalid.
         assert_eq!(
-            parse_body(b"{\"a\":1}\n\n{\"a\":2}\n", true).unwrap().len(),
-            2
+            parse_body(b"[{},{},{},{}, oops", 3).unwrap_err(),
+            TOO_MANY_EVENTS
         );
-        assert!(parse_body(b"{\"a\":1}\n{oops", true)
-            .unwrap_err()
-            .contains("line 2"));
-        assert!(parse_body(b"3", false).is_err());
-        assert!(parse_body(b"[1", false).is_err());
+    }
+
+    #[test]
+    fn a_bad_event_frees_the_rows_written_before_it() {
+        let tenant = tenant();
+        let mut batch = Batch::new(&tenant, 100, now(), b"");
+        let good: &RawValue = serde_json::from_str("{\"event_type\":\"a\"}").unwrap();
+        let bad: &RawValue = serde_json::from_str("{}").unwrap();
+        batch.push(good);
+        assert!(batch.held_bytes() > 0);
+        batch.push(bad);
+        batch.push(good);
+        assert_eq!(batch.held_bytes(), 0);
+        assert_eq!(batch.finish().unwrap_err()[0].index, 1);
     }
 }

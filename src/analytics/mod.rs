@@ -14,6 +14,9 @@ mod spool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -21,6 +24,7 @@ pub use events::Rejection;
 pub use request_log::RequestRow;
 pub use spool::SpoolError;
 
+use crate::admission::{HeldBytes, Overloaded};
 use crate::auth::TenantId;
 use crate::config::AnalyticsSettings;
 use crate::metrics::Metrics;
@@ -43,6 +47,17 @@ const TABLES: &[&str] = &[
 /// passes within a few tries, a schema mismatch does not.
 const REFUSALS_BEFORE_QUARANTINE: u32 = 5;
 
+/// Bytes of an NDJSON event line besides its properties (id, type, user,
+/// timestamp, field names): a longer line cannot be a valid event.
+const MAX_EVENT_FRAME_BYTES: usize = 4096;
+/// What a spool row adds to an event's own bytes (tenant, quoting).
+const EVENT_ROW_OVERHEAD_BYTES: usize = 128;
+/// Rows are expected to take a quarter more than the events they come from;
+/// beyond that the batch grows, and is charged, as it goes.
+const ROW_GROWTH_DIVISOR: usize = 4;
+/// Room for the unfinished line of an NDJSON body.
+const NDJSON_LINE_BUFFER_BYTES: usize = 1 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{0}")]
@@ -53,6 +68,8 @@ pub enum IngestError {
     TooLarge(String),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
 /// What the challenge statistics learn of a submission.
@@ -94,40 +111,130 @@ impl Analytics {
         })
     }
 
-    /// Accepts a request body of events (`ndjson`: one per line) for
-    /// `tenant`: answers their ids once they are durable.
-    pub async fn ingest(
+    /// Accepts a request body of events for `tenant` (`ndjson`: one per
+    /// line, else one JSON object or an array): answers their ids once they
+    /// are durable. The body is checked while it is read: NDJSON is
+    /// validated line by line as it arrives, and its count, size and the
+    /// memory it takes (charged to `memory`, up front when the caller gave
+    /// the body's `length`) are bounded throughout.
+    pub async fn ingest<S, E>(
         &self,
         tenant: &TenantId,
-        body: &[u8],
+        body: S,
         ndjson: bool,
-    ) -> Result<Vec<Uuid>, IngestError> {
-        let events = events::parse_body(body, ndjson).map_err(IngestError::Invalid)?;
-        if events.is_empty() {
-            return Err(IngestError::Invalid("the request holds no events".into()));
-        }
-        if events.len() > self.settings.max_events_per_request {
-            return Err(IngestError::TooLarge(format!(
-                "{} events in one request; the limit is {} (analytics.max_events_per_request)",
-                events.len(),
-                self.settings.max_events_per_request
-            )));
-        }
-        let count = events.len() as u64;
+        length: Option<u64>,
+        mut memory: HeldBytes,
+    ) -> Result<Vec<Uuid>, IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let max_body = self.settings.max_body_bytes;
+        let max_events = self.settings.max_events_per_request;
+        let too_large = || {
+            IngestError::TooLarge(format!(
+                "the body is over the limit of {max_body} bytes (analytics.max_body_bytes); \
+                 send smaller batches"
+            ))
+        };
+        let too_many = || {
+            IngestError::TooLarge(format!(
+                "more than {max_events} events in one request (analytics.max_events_per_request)"
+            ))
+        };
         let prefix = spool::line_prefix("user_activity", spool::now_ms());
-        let mut lines = Vec::with_capacity(body.len() + events.len() * (prefix.len() + 64));
-        let ids = events::validate(
+        let mut batch = events::Batch::new(
             tenant,
-            &events,
             self.settings.max_properties_bytes,
             OffsetDateTime::now_utc(),
             &prefix,
-            &mut lines,
-        )
-        .map_err(|rejections| {
+        );
+        if let Some(length) = length {
+            if length > max_body as u64 {
+                return Err(too_large());
+            }
+            // What the request will hold, charged before the first byte is
+            // read, so that parallel large bodies are admitted whole or not
+            // at all, instead of each taking a part of the bound and all
+            // failing: the rows (a little larger than the events they come
+            // from), and for a JSON body the body itself.
+            let length = length as usize;
+            let rows = length + length / ROW_GROWTH_DIVISOR + NDJSON_LINE_BUFFER_BYTES;
+            memory.grow_to(if ndjson { rows } else { rows + length })?;
+            batch.reserve(rows);
+        }
+        let mut body = std::pin::pin!(body);
+        let mut received = 0usize;
+        let mut unread = BytesMut::new();
+        let mut lines = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                IngestError::Invalid(format!("the request body ended abnormally: {e}"))
+            })?;
+            received += chunk.len();
+            if received > max_body {
+                return Err(too_large());
+            }
+            let scanned = unread.len();
+            unread.extend_from_slice(&chunk);
+            if ndjson {
+                let mut from = scanned;
+                while let Some(end) = unread[from..].iter().position(|b| *b == b'\n') {
+                    let line = unread.split_to(from + end + 1);
+                    lines += 1;
+                    batch
+                        .push_line(&line[..line.len() - 1], lines)
+                        .map_err(IngestError::Invalid)?;
+                    if batch.len() > max_events {
+                        return Err(too_many());
+                    }
+                    from = 0;
+                }
+                if unread.len() > self.settings.max_properties_bytes + MAX_EVENT_FRAME_BYTES {
+                    return Err(IngestError::TooLarge(format!(
+                        "line {} is longer than any valid event",
+                        lines + 1
+                    )));
+                }
+            }
+            memory.grow_to(unread.capacity() + batch.held_bytes())?;
+        }
+        if ndjson {
+            if !unread.is_empty() {
+                batch
+                    .push_line(&unread, lines + 1)
+                    .map_err(IngestError::Invalid)?;
+            }
+        } else {
+            let events = events::parse_body(&unread, max_events).map_err(|message| {
+                if message == events::TOO_MANY_EVENTS {
+                    too_many()
+                } else {
+                    IngestError::Invalid(message)
+                }
+            })?;
+            memory.grow_to(
+                unread.capacity()
+                    + events.capacity() * std::mem::size_of::<&RawValue>()
+                    + unread.len()
+                    + events.len() * (prefix.len() + EVENT_ROW_OVERHEAD_BYTES),
+            )?;
+            for event in events {
+                batch.push(event);
+            }
+        }
+        if batch.len() > max_events {
+            return Err(too_many());
+        }
+        if batch.is_empty() {
+            return Err(IngestError::Invalid("the request holds no events".into()));
+        }
+        let count = batch.len() as u64;
+        let (ids, lines) = batch.finish().map_err(|rejections| {
             self.count("rejected", count);
             IngestError::Rejected(rejections)
         })?;
+        drop(unread);
         self.spool.append(lines, count).await?;
         self.count("accepted", count);
         Ok(ids)
@@ -211,12 +318,14 @@ impl Analytics {
     }
 
     /// Ships spooled events to ClickHouse for as long as the gateway runs:
-    /// in batches of up to `analytics.batch_rows`, waiting at most
+    /// in batches of up to `analytics.batch_rows` and
+    /// `analytics.batch_max_bytes`, waiting at most
     /// `analytics.batch_max_delay_ms` for a batch to fill, and retrying a
     /// failed insert (ClickHouse down) with backoff until it succeeds.
     pub async fn ship_forever(self) {
         let max_delay = Duration::from_millis(self.settings.batch_max_delay_ms);
         let batch_rows = self.settings.batch_rows;
+        let batch_max_bytes = self.settings.batch_max_bytes;
         let mut from = match self.spool.acked() {
             Ok(position) => position,
             Err(error) => {
@@ -241,21 +350,23 @@ impl Analytics {
                     .await;
             }
             let spool = self.spool.clone();
-            let batch =
-                match tokio::task::spawn_blocking(move || spool.read_batch(from, batch_rows)).await
-                {
-                    Ok(Ok(batch)) => batch,
-                    Ok(Err(error)) => {
-                        tracing::error!(%error, "event spool unreadable; retrying");
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "event spool reader failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                };
+            let batch = match tokio::task::spawn_blocking(move || {
+                spool.read_batch(from, batch_rows, batch_max_bytes)
+            })
+            .await
+            {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "event spool unreadable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "event spool reader failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
             if batch.events == 0 {
                 continue;
             }

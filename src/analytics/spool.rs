@@ -30,7 +30,7 @@ const GROUP_COMMIT_BYTES: usize = 8 << 20;
 const QUEUE_DEPTH: usize = 4096;
 const ACKED_FILE: &str = "acked";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpoolError {
     #[error("the event spool holds {pending} bytes not yet in ClickHouse, and these {adding} would pass its bound of {limit}")]
     Full {
@@ -40,6 +40,19 @@ pub enum SpoolError {
     },
     #[error("the event spool cannot write: {0}")]
     Io(String),
+    /// The spool's disk has no room left: nothing was accepted, and a
+    /// retry may pass once shipping or an operator frees space.
+    #[error("the event spool's disk is full")]
+    DiskFull,
+}
+
+/// A failed spool write: a full disk is told apart from other failures.
+fn write_error(error: std::io::Error) -> SpoolError {
+    if error.kind() == std::io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
+        SpoolError::DiskFull
+    } else {
+        SpoolError::Io(error.to_string())
+    }
 }
 
 /// A position in the spool: a segment and a byte offset in it.
@@ -226,16 +239,22 @@ impl Spool {
         Ok(acked)
     }
 
-    /// Reads up to `max_events` durable events from `from`. Blocking file
-    /// reads: call from a blocking context.
-    pub fn read_batch(&self, from: Position, max_events: u64) -> Result<Batch, SpoolError> {
+    /// Reads up to `max_events` durable events from `from`, and no more
+    /// than `max_bytes` of them (but always one). Blocking file reads: call
+    /// from a blocking context.
+    pub fn read_batch(
+        &self,
+        from: Position,
+        max_events: u64,
+        max_bytes: u64,
+    ) -> Result<Batch, SpoolError> {
         let durable = self.durable();
         let mut position = from;
         let mut by_table: Vec<(String, Vec<u8>)> = Vec::new();
         let mut events = 0;
         let mut bytes = 0;
         let mut oldest = None;
-        while position < durable && events < max_events {
+        while position < durable && events < max_events && bytes < max_bytes {
             let path = segment_path(&self.shared.dir, position.segment);
             let mut file = match File::open(&path) {
                 Ok(file) => file,
@@ -261,7 +280,7 @@ impl Spool {
             let mut reader = BufReader::new(file.take(limit));
             let mut line = Vec::new();
             loop {
-                if events >= max_events {
+                if events >= max_events || bytes >= max_bytes {
                     break;
                 }
                 line.clear();
@@ -279,7 +298,7 @@ impl Spool {
                     None => by_table.push((table.to_owned(), row.to_vec())),
                 }
             }
-            if position.segment < durable.segment && events < max_events {
+            if position.segment < durable.segment && events < max_events && bytes < max_bytes {
                 position = Position {
                     segment: position.segment + 1,
                     offset: 0,
@@ -412,7 +431,12 @@ fn write_forever(
             Ok(()) => {
                 position.offset += bytes;
                 if position.offset >= segment_bytes {
-                    match open(position.segment + 1) {
+                    // The new segment's name must be durable in the folder
+                    // before an event in it is acknowledged.
+                    match open(position.segment + 1).and_then(|next| {
+                        File::open(&shared.dir)?.sync_all()?;
+                        Ok(next)
+                    }) {
                         Ok(next) => {
                             file = next;
                             position = Position {
@@ -436,12 +460,12 @@ fn write_forever(
                 // What was written may be partial; cut back to the last
                 // durable line so the next write starts on a line boundary.
                 let _ = file.set_len(position.offset);
-                Err(error.to_string())
+                Err(write_error(error))
             }
         };
         for append in taken {
             if let Some(done) = append.done {
-                let _ = done.send(outcome.clone().map_err(SpoolError::Io));
+                let _ = done.send(outcome.clone());
             }
         }
     }
@@ -593,7 +617,7 @@ mod tests {
         spool.append(lines(2, "b"), 2).await.unwrap();
         assert_eq!(spool.pending_events(), 5);
         let from = spool.acked().unwrap();
-        let batch = spool.read_batch(from, 4).unwrap();
+        let batch = spool.read_batch(from, 4, u64::MAX).unwrap();
         assert_eq!(batch.events, 4);
         assert_eq!(batch.rows_by_table[0].0, "a");
         assert_eq!(
@@ -606,7 +630,9 @@ mod tests {
             .acknowledge(batch.end, batch.events, batch.bytes)
             .unwrap();
         assert_eq!(spool.pending_events(), 1);
-        let rest = spool.read_batch(spool.acked().unwrap(), 10).unwrap();
+        let rest = spool
+            .read_batch(spool.acked().unwrap(), 10, u64::MAX)
+            .unwrap();
         assert_eq!(rest.events, 1);
         assert_eq!(rest.rows_by_table[0].1, b"{\"i\":1}\n");
     }
@@ -618,7 +644,9 @@ mod tests {
             let spool = Spool::open(&dir, 1 << 20, 64).unwrap();
             spool.append(lines(5, "a"), 5).await.unwrap();
             spool.append(lines(5, "a"), 5).await.unwrap();
-            let batch = spool.read_batch(spool.acked().unwrap(), 3).unwrap();
+            let batch = spool
+                .read_batch(spool.acked().unwrap(), 3, u64::MAX)
+                .unwrap();
             spool
                 .acknowledge(batch.end, batch.events, batch.bytes)
                 .unwrap();
@@ -641,10 +669,12 @@ mod tests {
         }
         let spool = reopened.unwrap();
         assert_eq!(spool.pending_events(), 7);
-        let batch = spool.read_batch(spool.acked().unwrap(), 100).unwrap();
+        let batch = spool
+            .read_batch(spool.acked().unwrap(), 100, u64::MAX)
+            .unwrap();
         assert_eq!(batch.events, 7);
         spool.append(lines(1, "a"), 1).await.unwrap();
-        let batch = spool.read_batch(batch.end, 100).unwrap();
+        let batch = spool.read_batch(batch.end, 100, u64::MAX).unwrap();
         assert_eq!(batch.events, 1);
     }
 
@@ -672,5 +702,27 @@ mod tests {
             spool.append(line.clone(), 1).await,
             Err(SpoolError::Full { .. })
         ));
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart() {
+        let full = std::io::Error::from_raw_os_error(28);
+        assert!(matches!(write_error(full), SpoolError::DiskFull));
+        let other = std::io::Error::from_raw_os_error(5);
+        assert!(matches!(write_error(other), SpoolError::Io(_)));
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_bounded_by_bytes_but_takes_at_least_one_event() {
+        let dir = temp_dir("bytes");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        spool.append(lines(10, "a"), 10).await.unwrap();
+        let from = spool.acked().unwrap();
+        let one = spool.read_batch(from, 100, 1).unwrap();
+        assert_eq!(one.events, 1, "one event even past the bound");
+        let some = spool.read_batch(from, 100, 3 * one.bytes).unwrap();
+        assert_eq!(some.events, 3);
+        let all = spool.read_batch(from, 100, u64::MAX).unwrap();
+        assert_eq!(all.events, 10);
     }
 }

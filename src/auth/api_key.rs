@@ -106,17 +106,26 @@ impl ApiKeys {
         let id = key_id(presented).ok_or(AuthError::InvalidKey)?;
         let presented_hash = hash(presented);
         if let Some((secret_hash, principal)) = self.verified.get(id) {
-            if bool::from(presented_hash.as_slice().ct_eq(&secret_hash)) {
-                return Ok(principal);
-            }
+            // A key's secret never changes: a mismatch needs no second opinion.
+            return if bool::from(presented_hash.as_slice().ct_eq(&secret_hash)) {
+                Ok(principal)
+            } else {
+                Err(AuthError::InvalidKey)
+            };
         }
-        let row = self
-            .postgres
-            .api_key(id)
-            .await?
-            .ok_or(AuthError::InvalidKey)?;
+        if self.verified.was_refused(id) {
+            return Err(AuthError::InvalidKey);
+        }
+        let Some(row) = self.postgres.api_key(id).await? else {
+            self.verified.remember_refused(id);
+            return Err(AuthError::InvalidKey);
+        };
+        if row.revoked_at.is_some() {
+            self.verified.remember_refused(id);
+            return Err(AuthError::InvalidKey);
+        }
         let matches: bool = presented_hash.as_slice().ct_eq(&row.secret_hash).into();
-        if !matches || row.revoked_at.is_some() {
+        if !matches {
             return Err(AuthError::InvalidKey);
         }
         let tenant = TenantId::parse(&row.tenant_id).map_err(|_| AuthError::InvalidKey)?;

@@ -1,6 +1,8 @@
 //! Recently verified keys, so a busy caller does not cost a Postgres query
-//! per request. An entry is trusted for a bounded time; revoking through
-//! this gateway forgets it at once.
+//! per request, and recently refused key ids, so a caller repeating a made-up
+//! or revoked key does not either. An entry is trusted for a bounded time;
+//! revoking through this gateway forgets it at once. The two are apart, so a
+//! flood of invented ids never pushes out a real key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +20,7 @@ pub struct KeyCache {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<String, Entry>>,
+    refused: Mutex<HashMap<String, Instant>>,
 }
 
 impl KeyCache {
@@ -26,7 +29,28 @@ impl KeyCache {
             ttl,
             capacity,
             entries: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether key `id` was found unknown or revoked within the TTL.
+    pub fn was_refused(&self, id: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.get(id).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    pub fn remember_refused(&self, id: &str) {
+        if self.ttl.is_zero() || self.capacity == 0 {
+            return;
+        }
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        make_room(&mut refused, id, self.capacity, |at| {
+            at.elapsed() < self.ttl
+        });
+        refused.insert(id.to_owned(), Instant::now());
     }
 
     /// The principal of key `id` if it was verified within the TTL, with the
@@ -47,14 +71,9 @@ impl KeyCache {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity && !entries.contains_key(id) {
-            let ttl = self.ttl;
-            entries.retain(|_, entry| entry.verified_at.elapsed() < ttl);
-            if entries.len() >= self.capacity {
-                // Every entry is fresh: start over rather than track use.
-                entries.clear();
-            }
-        }
+        make_room(&mut entries, id, self.capacity, |entry| {
+            entry.verified_at.elapsed() < self.ttl
+        });
         entries.insert(
             id.to_owned(),
             Entry {
@@ -70,6 +89,26 @@ impl KeyCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+    }
+}
+
+/// Makes room in a full map for `id`: expired entries go first; if all are
+/// fresh, one entry goes (whichever the map yields first), so the others
+/// stay and the map never empties at once.
+fn make_room<V>(
+    map: &mut HashMap<String, V>,
+    id: &str,
+    capacity: usize,
+    fresh: impl Fn(&V) -> bool,
+) {
+    if map.len() < capacity || map.contains_key(id) {
+        return;
+    }
+    map.retain(|_, value| fresh(value));
+    if map.len() >= capacity {
+        if let Some(victim) = map.keys().next().cloned() {
+            map.remove(&victim);
+        }
     }
 }
 
@@ -109,8 +148,32 @@ mod tests {
         for id in ["a", "b", "c"] {
             cache.insert(id, vec![], principal(id));
         }
-        assert!(cache.entries.lock().unwrap().len() <= 2);
+        assert_eq!(cache.entries.lock().unwrap().len(), 2);
         assert!(cache.get("c").is_some());
+        // One went to make room; the other stayed.
+        assert_eq!(
+            ["a", "b"]
+                .iter()
+                .filter(|id| cache.get(id).is_some())
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn refused_ids_are_remembered_apart_from_keys() {
+        let cache = KeyCache::new(Duration::from_secs(60), 2);
+        cache.insert("real", vec![1], principal("real"));
+        for id in ["x1", "x2", "x3", "x4"] {
+            cache.remember_refused(id);
+        }
+        assert!(cache.was_refused("x4"));
+        assert!(!cache.was_refused("real"));
+        assert!(
+            cache.get("real").is_some(),
+            "invented ids never push out a key"
+        );
+        assert!(cache.refused.lock().unwrap().len() <= 2);
     }
 
     #[test]

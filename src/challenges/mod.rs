@@ -225,6 +225,10 @@ impl Challenges {
                 STATUSES.join(", ")
             )));
         }
+        no_nul("code", &input.code)?;
+        if let Some(output) = &input.output {
+            no_nul("output", output)?;
+        }
         if input.code.len() > self.settings.max_code_bytes {
             return Err(ChallengeError::Invalid(format!(
                 "code is {} bytes; the limit is {} (challenges.max_code_bytes)",
@@ -283,6 +287,7 @@ impl Challenges {
                     let text = String::from_utf8(head.concat()).map_err(|_| {
                         ChallengeError::Invalid("the output must be UTF-8 text".into())
                     })?;
+                    no_nul("output", &text)?;
                     return Ok(SubmissionOutput::Inline(text));
                 }
             }
@@ -470,6 +475,17 @@ fn standing(scores: Vec<BestScore>, limit: u32) -> Standing {
         ranked_users: scores.len() as u64,
         entries: scores.into_iter().take(limit as usize).collect(),
     }
+}
+
+/// Text stored in Postgres cannot hold NUL; other control characters
+/// (tabs, newlines) are fine in code and output.
+fn no_nul(name: &str, value: &str) -> Result<(), ChallengeError> {
+    if value.contains('\0') {
+        return Err(ChallengeError::Invalid(format!(
+            "{name} must not contain NUL characters"
+        )));
+    }
+    Ok(())
 }
 
 fn text_field(name: &str, value: &str, min: usize, max: usize) -> Result<(), ChallengeError> {

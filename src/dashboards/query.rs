@@ -78,7 +78,7 @@ impl Interval {
 }
 
 /// The query string of every dashboard endpoint.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RawQuery {
@@ -110,9 +110,10 @@ pub struct DashboardQuery {
 const MAX_FILTER_BYTES: usize = 256;
 
 impl DashboardQuery {
-    /// Checks `raw` for `report`. Without `to` the range ends at the end of
-    /// the current interval, so repeated requests normalise alike and share
-    /// a cache entry until the interval turns.
+    /// Checks `raw` for `report`. The range is widened to whole intervals;
+    /// without `to` it ends at the end of the current interval, so repeated
+    /// requests normalise alike and share a cache entry until the interval
+    /// turns.
     pub fn parse(
         report: Report,
         raw: RawQuery,
@@ -139,6 +140,12 @@ impl DashboardQuery {
         if from >= to {
             return Err("from must be before to".into());
         }
+        // Whole intervals: buckets are whole anyway, and a range that moves
+        // by a second (a dashboard that asks for "the last 24 hours" each
+        // time) then shares its cache entry, rather than starting a new
+        // ClickHouse query per request.
+        let from = from.div_euclid(step) * step;
+        let to = (to + step - 1).div_euclid(step) * step;
         // ClickHouse's DateTime holds 1970 to 2106.
         if from < 0 || to > i64::from(u32::MAX) {
             return Err("from and to must lie between 1970 and 2106".into());
@@ -150,7 +157,7 @@ impl DashboardQuery {
                 settings.max_range_days
             ));
         }
-        let buckets = (to - from + step - 1) / step + 1;
+        let buckets = (to - from) / step;
         if buckets as u64 > settings.max_buckets {
             return Err(format!(
                 "the range holds {buckets} {} buckets; the limit is {} (dashboards.max_buckets): use a wider interval or a shorter range",
@@ -260,6 +267,42 @@ mod tests {
         .unwrap();
         assert_eq!(rfc3339(hourly.to), "2026-03-10T16:00:00Z");
         assert_eq!(rfc3339(hourly.from), "2026-03-09T16:00:00Z");
+    }
+
+    #[test]
+    fn ranges_widen_to_whole_intervals_and_share_an_entry() {
+        let at = |from: &str, to: &str| {
+            parse(
+                Report::UserActivity,
+                RawQuery {
+                    from: Some(from.into()),
+                    to: Some(to.into()),
+                    interval: Some("hour".into()),
+                    ..RawQuery::default()
+                },
+            )
+            .unwrap()
+        };
+        let first = at("2026-03-09T15:42:10Z", "2026-03-10T15:42:10Z");
+        let a_second_later = at("2026-03-09T15:42:11Z", "2026-03-10T15:42:11Z");
+        assert_eq!(rfc3339(first.from), "2026-03-09T15:00:00Z");
+        assert_eq!(rfc3339(first.to), "2026-03-10T16:00:00Z");
+        assert_eq!(first.fingerprint(), a_second_later.fingerprint());
+        // An aligned day of hours is 24 buckets, not 25.
+        let day = at("2026-03-09T00:00:00Z", "2026-03-10T00:00:00Z");
+        assert_eq!((day.to - day.from) / 3600, 24);
+        let mut tight = settings();
+        tight.max_buckets = 24;
+        let raw = RawQuery {
+            from: Some("2026-03-09T00:00:00Z".into()),
+            to: Some("2026-03-10T00:00:00Z".into()),
+            interval: Some("hour".into()),
+            ..RawQuery::default()
+        };
+        let now = datetime!(2026-03-10 15:42:10 UTC);
+        assert!(DashboardQuery::parse(Report::UserActivity, raw.clone(), now, &tight).is_ok());
+        tight.max_buckets = 23;
+        assert!(DashboardQuery::parse(Report::UserActivity, raw, now, &tight).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod reconciler;
 
 pub use reconciler::ReconcileReport;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,15 +15,22 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::admission::{Admission, Overloaded};
 use crate::auth::TenantId;
 use crate::config::FilesSettings;
 use crate::metrics::Metrics;
 use crate::stores::cluster::{PinRequest, PinStatus};
 use crate::stores::kubo::{AddOptions, ContentStream};
-use crate::stores::postgres::{FileContent, FileDeletion, FileDetails, FilePage, FileRow};
+use crate::stores::postgres::{
+    FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
+};
 use crate::stores::{StoreError, Stores};
 pub use byte_range::{requested_range, ByteRange, RangeError};
 pub use content_id::{ContentId, InvalidCid};
+
+/// Pins the gateway makes are named with this prefix, so the reconciler can
+/// tell them from the Cluster's other pins.
+pub const PIN_NAME_PREFIX: &str = "storage-gateway:";
 
 /// Bytes kept from the start of an upload to recognise its type.
 const SNIFF_BYTES: usize = 512;
@@ -52,6 +60,8 @@ pub enum FilesError {
     NotFound(String),
     #[error("{0}")]
     InUse(String),
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
 impl FilesError {
@@ -65,7 +75,7 @@ impl FilesError {
 
 /// How many bytes an upload may bring, and which limit that is.
 #[derive(Debug, Clone)]
-pub struct UploadLimit {
+struct UploadLimit {
     bytes: u64,
     quota: Option<(u64, u64)>,
 }
@@ -77,12 +87,6 @@ impl UploadLimit {
             None => FilesError::TooLarge { limit: self.bytes },
         }
     }
-}
-
-/// An upload that has begun: its row exists, invisible, until commit.
-#[derive(Debug)]
-pub struct PendingUpload {
-    id: Uuid,
 }
 
 /// What streaming the content into Kubo learned.
@@ -113,115 +117,35 @@ pub struct StoredFile {
     pub created: bool,
 }
 
-#[derive(Clone)]
-pub struct Files {
-    stores: Stores,
-    settings: Arc<FilesSettings>,
-    metrics: Arc<Metrics>,
+/// Where an upload's content goes: into Kubo, within the bytes the upload
+/// reserved.
+pub struct ContentSink {
+    files: Files,
+    limit: UploadLimit,
 }
 
-impl Files {
-    pub fn new(stores: Stores, settings: FilesSettings, metrics: Arc<Metrics>) -> Self {
-        Self {
-            stores,
-            settings: Arc::new(settings),
-            metrics,
-        }
-    }
-
+impl ContentSink {
     pub fn settings(&self) -> &FilesSettings {
-        &self.settings
-    }
-
-    pub async fn begin(&self, tenant: &TenantId) -> Result<PendingUpload, FilesError> {
-        let id = self
-            .stores
-            .postgres
-            .insert_pending_file(tenant.as_str())
-            .await?;
-        Ok(PendingUpload { id })
-    }
-
-    /// The most a new upload of `tenant` may bring: the size limit, or what
-    /// is left of the tenant's quota when that is less.
-    pub async fn upload_limit(&self, tenant: &TenantId) -> Result<UploadLimit, FilesError> {
-        let max = self.settings.max_upload_bytes;
-        let quota = self.settings.tenant_quota_bytes;
-        if quota == 0 {
-            return Ok(UploadLimit {
-                bytes: max,
-                quota: None,
-            });
-        }
-        let used = self.stores.postgres.tenant_usage(tenant.as_str()).await?;
-        let left = quota.saturating_sub(used);
-        Ok(if left < max {
-            UploadLimit {
-                bytes: left,
-                quota: Some((quota, used)),
-            }
-        } else {
-            UploadLimit {
-                bytes: max,
-                quota: None,
-            }
-        })
-    }
-
-    /// Polls the Cluster until `replication_min` peers report the pin as
-    /// pinned or `files.pin_wait_max_secs` passes; true when it got there.
-    pub async fn wait_until_pinned(
-        &self,
-        cid: &ContentId,
-        replication_min: i32,
-    ) -> Result<(PinStatus, bool), FilesError> {
-        let deadline = tokio::time::Instant::now()
-            + std::time::Duration::from_secs(self.settings.pin_wait_max_secs);
-        loop {
-            let status = self.pin_status(cid).await?;
-            if status.pinned_peers() >= replication_min.max(1) as usize {
-                self.stores
-                    .postgres
-                    .set_pin_state(cid.as_str(), "pinned")
-                    .await?;
-                return Ok((status, true));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok((status, false));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Forgets an upload that failed; what Kubo received stays unpinned.
-    pub async fn abandon(&self, pending: PendingUpload) {
-        if let Err(error) = self.stores.postgres.discard_pending_file(pending.id).await {
-            // The reconciler removes the row later.
-            tracing::warn!(%error, pending = %pending.id, "could not discard a pending upload");
-        }
+        &self.files.settings
     }
 
     /// Streams `body` into Kubo, hashing and counting on the same pass and
-    /// cutting the stream off as soon as it crosses the size limit.
-    pub async fn receive<S, E>(
-        &self,
-        limit: &UploadLimit,
-        body: S,
-    ) -> Result<ReceivedContent, FilesError>
+    /// cutting the stream off as soon as it crosses the limit.
+    pub async fn receive<S, E>(&self, body: S) -> Result<ReceivedContent, FilesError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let limit = limit.clone();
+        let limit = self.limit.clone();
         let (sender, receiver) =
             tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
         let to_kubo = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|item| (item, receiver))
         });
         let options = AddOptions {
-            chunker: self.settings.chunker.clone(),
+            chunker: self.files.settings.chunker.clone(),
         };
-        let add = self.stores.kubo.add(to_kubo, &options);
+        let add = self.files.stores.kubo.add(to_kubo, &options);
         let pump = async move {
             let mut hasher = Sha256::new();
             let mut size: u64 = 0;
@@ -280,68 +204,92 @@ impl Files {
             sniffed_type: infer::get(&head).map(|kind| kind.mime_type()),
         })
     }
+}
 
-    /// Pins the content through the Cluster (unless another file already
-    /// holds it) and makes the file visible, in one transaction.
-    pub async fn commit(
-        &self,
-        pending: &PendingUpload,
-        content: &ReceivedContent,
-        details: &UploadDetails,
-    ) -> Result<FileRow, FilesError> {
-        let content_type = content
-            .sniffed_type
-            .map(str::to_owned)
-            .or_else(|| details.declared_type.clone())
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
-        let allowed = &self.settings.allowed_content_types;
-        if !allowed.is_empty()
-            && !allowed
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(&content_type))
-        {
-            return Err(FilesError::UnsupportedType(content_type));
+/// The Cluster's name for a pin of the gateway: the prefix, then the first
+/// upload's file name (shortened), for an operator looking at the Cluster.
+fn pin_name(name: &str) -> String {
+    let mut pin = String::from(PIN_NAME_PREFIX);
+    pin.extend(name.chars().take(100));
+    pin
+}
+
+#[derive(Clone)]
+pub struct Files {
+    stores: Stores,
+    settings: Arc<FilesSettings>,
+    metrics: Arc<Metrics>,
+    admission: Admission,
+}
+
+impl Files {
+    pub fn new(
+        stores: Stores,
+        settings: FilesSettings,
+        metrics: Arc<Metrics>,
+        admission: Admission,
+    ) -> Self {
+        Self {
+            stores,
+            settings: Arc::new(settings),
+            metrics,
+            admission,
         }
-        let size = i64::try_from(content.size).map_err(|_| FilesError::TooLarge {
-            limit: i64::MAX as u64,
-        })?;
-        let cluster = &self.stores.cluster;
-        let pin = PinRequest {
-            cid: &content.cid,
-            name: &details.name,
-            replication_min: details.replication_min,
-            replication_max: details.replication_max,
-        };
-        let row = self
-            .stores
-            .postgres
-            .commit_file(
-                pending.id,
-                FileContent {
-                    cid: &content.cid,
-                    size_bytes: size,
-                    sha256: &content.sha256,
-                    replication_min: details.replication_min,
-                    replication_max: details.replication_max,
-                },
-                FileDetails {
-                    owner_id: details.owner.as_deref(),
-                    name: &details.name,
-                    content_type: &content_type,
-                    metadata: &details.metadata,
-                },
-                || cluster.pin(&pin),
-            )
-            .await?;
-        self.metrics
-            .file_bytes
-            .with_label_values(&["upload"])
-            .inc_by(content.size);
-        Ok(row)
     }
 
-    /// Stores `body` as a file of `tenant`: the whole upload path (limits,
-    /// quota, Kubo, Cluster pin, commit) in one call, streaming as it goes.
+    pub fn settings(&self) -> &FilesSettings {
+        &self.settings
+    }
+
+    /// Stores an upload of `tenant`: reserves what it may bring (at most
+    /// `expected_bytes` when the caller said), lets `read` stream the
+    /// content through the [`ContentSink`] and say what the file is, then
+    /// claims the CID, pins it through the Cluster and commits the file.
+    /// On any failure everything is rolled back: the reservation, the claim
+    /// and a pin no other file needs.
+    pub async fn upload<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        expected_bytes: Option<u64>,
+        read: F,
+    ) -> Result<StoredFile, FilesError>
+    where
+        F: FnOnce(ContentSink) -> Fut,
+        Fut: Future<Output = Result<(ReceivedContent, UploadDetails), FilesError>>,
+    {
+        let _slot = self.admission.upload_slot()?;
+        let (pending, limit) = self.reserve(tenant, expected_bytes).await?;
+        let sink = ContentSink {
+            files: self.clone(),
+            limit,
+        };
+        let outcome = async {
+            let (content, details) = read(sink).await?;
+            self.commit(pending, &content, &details).await
+        }
+        .await;
+        match outcome {
+            Ok(file) => {
+                self.metrics
+                    .file_bytes
+                    .with_label_values(&["upload"])
+                    .inc_by(u64::try_from(file.size_bytes).unwrap_or(0));
+                Ok(StoredFile {
+                    // The pending row became the file unless the tenant
+                    // already had one with this content.
+                    created: file.id == pending,
+                    file,
+                })
+            }
+            Err(error) => {
+                self.roll_back(pending).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Stores `body` as a file of `tenant`: [`Files::upload`] of a body
+    /// whose details are known before it streams.
     pub async fn store<S, E>(
         &self,
         tenant: &TenantId,
@@ -352,24 +300,197 @@ impl Files {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let limit = self.upload_limit(tenant).await?;
-        let pending = self.begin(tenant).await?;
-        let outcome = async {
-            let received = self.receive(&limit, body).await?;
-            self.commit(&pending, &received, details).await
+        self.upload(tenant, None, |sink| async move {
+            let content = sink.receive(body).await?;
+            Ok((content, details.clone()))
+        })
+        .await
+    }
+
+    /// The pending row of a new upload, with what it may bring: the size
+    /// limit, what the caller announced, or what is left of the tenant's
+    /// quota, whichever is least.
+    async fn reserve(
+        &self,
+        tenant: &TenantId,
+        expected_bytes: Option<u64>,
+    ) -> Result<(Uuid, UploadLimit), FilesError> {
+        let max = self.settings.max_upload_bytes;
+        let wanted = expected_bytes.map_or(max, |expected| expected.min(max));
+        let quota =
+            (self.settings.tenant_quota_bytes > 0).then_some(self.settings.tenant_quota_bytes);
+        let reservation = self
+            .stores
+            .postgres
+            .reserve_upload(tenant.as_str(), wanted, quota)
+            .await?;
+        let Some(reservation) = reservation else {
+            let quota = self.settings.tenant_quota_bytes;
+            return Err(FilesError::OverQuota { quota, used: quota });
+        };
+        let limit = match quota {
+            Some(quota) if reservation.reserved < wanted => UploadLimit {
+                bytes: reservation.reserved,
+                quota: Some((quota, reservation.used)),
+            },
+            _ => UploadLimit {
+                bytes: wanted,
+                quota: None,
+            },
+        };
+        Ok((reservation.id, limit))
+    }
+
+    /// The type a file is stored with: recognised from its first bytes, else
+    /// as declared. With an allow-list, a declared type that would have
+    /// been recognised (an image, an archive) but was not is not believed.
+    fn content_type(
+        &self,
+        content: &ReceivedContent,
+        details: &UploadDetails,
+    ) -> Result<String, FilesError> {
+        let allowed = &self.settings.allowed_content_types;
+        let declared = details
+            .declared_type
+            .as_deref()
+            .filter(|declared| allowed.is_empty() || !infer::is_mime_supported(declared));
+        let content_type = content
+            .sniffed_type
+            .or(declared)
+            .unwrap_or("application/octet-stream");
+        if !allowed.is_empty() && !allowed.iter().any(|t| t.eq_ignore_ascii_case(content_type)) {
+            return Err(FilesError::UnsupportedType(content_type.to_owned()));
         }
-        .await;
-        match outcome {
-            Ok(file) => Ok(StoredFile {
-                // The pending row became the file unless the tenant already
-                // had one with this content.
-                created: file.id == pending.id,
-                file,
-            }),
+        Ok(content_type.to_owned())
+    }
+
+    /// Claims the CID for pending upload `pending`, pins it when it is not
+    /// pinned yet, and makes the file visible.
+    async fn commit(
+        &self,
+        pending: Uuid,
+        content: &ReceivedContent,
+        details: &UploadDetails,
+    ) -> Result<FileRow, FilesError> {
+        let content_type = self.content_type(content, details)?;
+        let size = i64::try_from(content.size).map_err(|_| FilesError::TooLarge {
+            limit: i64::MAX as u64,
+        })?;
+        let postgres = &self.stores.postgres;
+        let claim = postgres
+            .claim_blob(
+                pending,
+                FileContent {
+                    cid: &content.cid,
+                    size_bytes: size,
+                    sha256: &content.sha256,
+                    replication_min: details.replication_min,
+                    replication_max: details.replication_max,
+                },
+            )
+            .await?
+            .ok_or_else(|| {
+                FilesError::Store(StoreError::failed(
+                    crate::stores::StoreKind::Postgres,
+                    "the upload took longer than files.pending_expiry_secs and was rolled back",
+                ))
+            })?;
+        if claim.needs_pin {
+            self.stores
+                .cluster
+                .pin(&PinRequest {
+                    cid: &content.cid,
+                    name: &pin_name(&details.name),
+                    replication_min: details.replication_min,
+                    replication_max: details.replication_max,
+                })
+                .await?;
+        }
+        Ok(postgres
+            .commit_file(
+                pending,
+                &content.cid,
+                FileDetails {
+                    owner_id: details.owner.as_deref(),
+                    name: &details.name,
+                    content_type: &content_type,
+                    metadata: &details.metadata,
+                },
+            )
+            .await?)
+    }
+
+    /// Rolls back an upload that failed: its reservation, its claim, and
+    /// the pin when no other file needs it. What cannot be done now (a
+    /// store is down) the reconciler does later.
+    pub(crate) async fn roll_back(&self, pending: Uuid) {
+        match self.stores.postgres.release_pending_file(pending).await {
+            Ok(ReleasedClaim { unpin: Some(cid) }) => self.unpin(&cid).await,
+            Ok(ReleasedClaim { unpin: None }) => {}
             Err(error) => {
-                self.abandon(pending).await;
-                Err(error)
+                tracing::warn!(%error, %pending, "could not roll back an upload; the reconciler will")
             }
+        }
+    }
+
+    /// Unpins a blob whose last reference went, then forgets it; pins it
+    /// again when an upload claimed it meanwhile.
+    pub(crate) async fn unpin(&self, cid: &str) {
+        let cluster = &self.stores.cluster;
+        if let Err(error) = cluster.unpin(cid).await {
+            tracing::warn!(%error, %cid, "unpin failed; the reconciler retries it");
+            return;
+        }
+        match self.stores.postgres.finish_unpin(cid).await {
+            Ok(claimed) => self.pin_again(cid, claimed).await,
+            Err(error) => {
+                tracing::warn!(%error, %cid, "unpinned blob not forgotten; the reconciler retries")
+            }
+        }
+    }
+
+    /// Pins `cid` again when a file claimed it (`claimed` holds its blob's
+    /// replication factors) while an unpin of it was under way: that
+    /// claim's own pin may have reached the Cluster before the unpin.
+    async fn pin_again(&self, cid: &str, claimed: Option<(i32, i32)>) {
+        let Some((replication_min, replication_max)) = claimed else {
+            return;
+        };
+        let pin = PinRequest {
+            cid,
+            name: &pin_name(cid),
+            replication_min,
+            replication_max,
+        };
+        if let Err(error) = self.stores.cluster.pin(&pin).await {
+            // The blob stays in its pinning state, which the reconciler
+            // checks against the Cluster and reports.
+            tracing::warn!(%error, %cid, "re-pin of a CID claimed during its unpin failed");
+        }
+    }
+
+    /// Polls the Cluster until `replication_min` peers report the pin as
+    /// pinned or `files.pin_wait_max_secs` passes; true when it got there.
+    pub async fn wait_until_pinned(
+        &self,
+        cid: &ContentId,
+        replication_min: i32,
+    ) -> Result<(PinStatus, bool), FilesError> {
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(self.settings.pin_wait_max_secs);
+        loop {
+            let status = self.pin_status(cid).await?;
+            if status.pinned_peers() >= replication_min.max(1) as usize {
+                self.stores
+                    .postgres
+                    .set_pin_state(cid.as_str(), "pinned")
+                    .await?;
+                return Ok((status, true));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok((status, false));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
 
@@ -419,16 +540,18 @@ impl Files {
 
     /// Removes the tenant's file; the Cluster unpins when no file is left on the CID.
     pub async fn delete(&self, tenant: &TenantId, cid: &ContentId) -> Result<(), FilesError> {
-        let cluster = &self.stores.cluster;
         let deleted = self
             .stores
             .postgres
-            .delete_file(tenant.as_str(), cid.as_str(), || {
-                cluster.unpin(cid.as_str())
-            })
+            .delete_file(tenant.as_str(), cid.as_str())
             .await?;
         match deleted {
-            FileDeletion::Deleted => Ok(()),
+            FileDeletion::Deleted { unpin } => {
+                if let Some(cid) = unpin {
+                    self.unpin(&cid).await;
+                }
+                Ok(())
+            }
             FileDeletion::NotFound => Err(FilesError::NotFound(cid.to_string())),
             FileDeletion::OutputOf(submission) => Err(FilesError::InUse(format!(
                 "file {cid} is the output of submission {submission}; it stays while the submission does"

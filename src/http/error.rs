@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::quota;
+use crate::admission::Overloaded;
 use crate::analytics::{IngestError, Rejection, SpoolError};
 use crate::auth::{AuthError, Scope};
 use crate::cache::CacheError;
@@ -38,9 +39,12 @@ pub enum ApiError {
     /// 409: the resource exists already.
     #[error("{0}")]
     Conflict(String),
-    /// 405: the path exists, not with this method.
-    #[error("method {0} is not allowed on this path")]
-    MethodNotAllowed(String),
+    /// 405: the path exists, not with this method; `allow` lists the ones it has.
+    #[error("method {method} is not allowed on this path")]
+    MethodNotAllowed {
+        method: String,
+        allow: Option<&'static str>,
+    },
     /// 413: a body or value over its configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -59,6 +63,12 @@ pub enum ApiError {
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
+    /// 503: the disk of the event spool is full.
+    #[error("the gateway's event spool has no disk space left; retry later")]
+    SpoolDiskFull,
+    /// 503: a gateway-wide bound on memory or concurrency is reached.
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
     /// 500: the cause is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -95,7 +105,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::PreconditionFailed(_) => "precondition_failed",
@@ -103,6 +113,8 @@ impl ApiError {
             ApiError::PreconditionRequired(_) => "precondition_required",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::Unavailable(_) => "backend_unavailable",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::SpoolDiskFull => "spool_disk_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -115,14 +127,16 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::SpoolDiskFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -149,7 +163,7 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::SpoolDiskFull => {
                 response.insert_header((
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECS),
@@ -158,6 +172,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::MethodNotAllowed {
+                allow: Some(allow), ..
+            } => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
             }
             _ => {}
         }
@@ -169,6 +188,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable { store, .. } => ApiError::Unavailable(store),
+            invalid @ StoreError::InvalidValue { .. } => {
+                ApiError::bad_request("invalid_value", invalid.to_string())
+            }
             failed => ApiError::Internal(failed.to_string()),
         }
     }
@@ -197,6 +219,7 @@ impl From<FilesError> for ApiError {
             FilesError::Invalid { code, message } => ApiError::BadRequest { code, message },
             FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
             FilesError::InUse(message) => ApiError::Conflict(message),
+            FilesError::Overloaded(overloaded) => overloaded.into(),
         }
     }
 }
@@ -213,6 +236,11 @@ impl From<IngestError> for ApiError {
                 ApiError::Unavailable(StoreKind::ClickHouse)
             }
             IngestError::Spool(SpoolError::Io(cause)) => ApiError::Internal(cause),
+            IngestError::Spool(SpoolError::DiskFull) => {
+                tracing::error!("event spool disk full: ingestion refused");
+                ApiError::SpoolDiskFull
+            }
+            IngestError::Overloaded(overloaded) => overloaded.into(),
         }
     }
 }

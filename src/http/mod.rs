@@ -2,13 +2,15 @@
 
 pub mod error;
 mod form;
+pub mod idle;
 pub mod middleware;
 pub mod openapi;
 mod quota;
 pub mod routes;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpRequest, HttpResponse};
 
 use crate::startup::AppState;
@@ -34,6 +36,9 @@ pub fn app(
         .app_data(extractors::json_config(json_limit))
         .app_data(extractors::query_config())
         .app_data(extractors::path_config())
+        // No answer may be sniffed into another type than it declares
+        // (a file uploaded as text rendered as HTML, say).
+        .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
         .wrap(from_fn(middleware::http_metrics::http_metrics))
         .wrap(from_fn(middleware::request_id::request_id))
         // Open to all: liveness, readiness and metrics.
@@ -93,5 +98,11 @@ async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+    let allow = req
+        .match_pattern()
+        .and_then(|pattern| openapi::allowed_methods(&pattern));
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        allow,
+    })
 }

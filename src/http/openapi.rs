@@ -74,6 +74,59 @@ pub fn document() -> &'static Document {
     })
 }
 
+/// The methods the document gives a path, as an `Allow` header value,
+/// keyed by the path as actix spells it (`{key:.+}` is `{key}` there).
+pub fn allowed_methods(actix_path: &str) -> Option<&'static str> {
+    static ALLOW: OnceLock<std::collections::HashMap<String, String>> = OnceLock::new();
+    ALLOW
+        .get_or_init(|| {
+            document()
+                .paths
+                .paths
+                .iter()
+                .map(|(path, item)| {
+                    let methods: Vec<&str> = [
+                        ("GET", item.get.is_some()),
+                        ("HEAD", item.head.is_some()),
+                        ("POST", item.post.is_some()),
+                        ("PUT", item.put.is_some()),
+                        ("PATCH", item.patch.is_some()),
+                        ("DELETE", item.delete.is_some()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(name, present)| present.then_some(name))
+                    .collect();
+                    (path.clone(), methods.join(", "))
+                })
+                .collect()
+        })
+        .get(&document_path(actix_path))
+        .map(String::as_str)
+}
+
+/// `/cache/get/{key:.+}` as the document writes it: `/cache/get/{key}`.
+fn document_path(actix_path: &str) -> String {
+    let mut out = String::with_capacity(actix_path.len());
+    // Inside `{...}`: whether the name has ended and its pattern is skipped.
+    let mut brace: Option<bool> = None;
+    for c in actix_path.chars() {
+        match (brace, c) {
+            (None, '{') => {
+                brace = Some(false);
+                out.push(c);
+            }
+            (Some(_), '}') => {
+                brace = None;
+                out.push(c);
+            }
+            (Some(false), ':') => brace = Some(true),
+            (Some(true), _) => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/openapi.json").route(web::get().to(openapi_json)))
         .service(Redoc::with_url("/docs", document().clone()));
@@ -169,5 +222,27 @@ impl Modify for Shared {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actix_patterns_map_to_document_paths() {
+        assert_eq!(document_path("/cache/get/{key:.+}"), "/cache/get/{key}");
+        assert_eq!(
+            document_path("/files/{cid}/download"),
+            "/files/{cid}/download"
+        );
+        assert_eq!(document_path("/a:b/{x:[0-9]+}/c"), "/a:b/{x}/c");
+    }
+
+    #[test]
+    fn allow_lists_the_documented_methods() {
+        assert_eq!(allowed_methods("/files/{cid}"), Some("GET, DELETE"));
+        assert_eq!(allowed_methods("/files/{cid}/download"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/no/such/path"), None);
     }
 }

@@ -147,7 +147,20 @@ impl RateLimiter {
         key: &str,
         cost: u64,
     ) -> Result<Decision, RateLimitError> {
+        self.refuse_gateway_policy(policy)?;
         self.evaluate(tenant, policy, key, cost, true).await
+    }
+
+    /// The gateway's own policy is keyed by API key id: a caller could
+    /// otherwise spend (or watch) another key's budget through it.
+    fn refuse_gateway_policy(&self, policy: &str) -> Result<(), RateLimitError> {
+        if self.gateway_policy() == Some(policy) {
+            return Err(RateLimitError::Invalid(format!(
+                "policy {policy:?} holds the gateway's own limits (rate_limit.gateway_policy); \
+                 callers cannot check it"
+            )));
+        }
+        Ok(())
     }
 
     /// Admits one request of the gateway's own traffic under `policy`:
@@ -177,10 +190,10 @@ impl RateLimiter {
             .min(self.settings.max_cost)
             .max(1);
         let mut granted = batch;
-        let mut decision = self.check(tenant, policy_name, key, batch).await?;
+        let mut decision = self.evaluate(tenant, policy_name, key, batch, true).await?;
         if !decision.allowed && batch > 1 {
             granted = 1;
-            decision = self.check(tenant, policy_name, key, 1).await?;
+            decision = self.evaluate(tenant, policy_name, key, 1, true).await?;
         }
         if !decision.allowed {
             return Ok(Some(decision));
@@ -198,6 +211,7 @@ impl RateLimiter {
         policy: &str,
         key: &str,
     ) -> Result<Decision, RateLimitError> {
+        self.refuse_gateway_policy(policy)?;
         self.evaluate(tenant, policy, key, 1, false).await
     }
 

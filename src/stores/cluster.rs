@@ -88,6 +88,23 @@ impl From<GlobalPinInfo> for PinStatus {
     }
 }
 
+/// A pin of the Cluster's pin set.
+#[derive(Debug, Clone)]
+pub struct NamedPin {
+    pub cid: String,
+    pub made_at: time::OffsetDateTime,
+}
+
+#[derive(Deserialize)]
+struct ListedPin {
+    /// A CID string, or `{"/": cid}` in some versions.
+    cid: serde_json::Value,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    timestamp: String,
+}
+
 /// A pin request: how many peers must and may hold the content.
 #[derive(Debug, Clone)]
 pub struct PinRequest<'a> {
@@ -156,6 +173,36 @@ impl Cluster {
                     Err(StoreError::Failed { reason, .. }) if reason.contains("404") => Ok(()),
                     Err(other) => Err(other),
                 }
+            })
+            .await
+    }
+
+    /// The Cluster's pins whose name starts with `prefix`, with when each
+    /// was made.
+    pub async fn pins_named(&self, prefix: &str) -> Result<Vec<NamedPin>, StoreError> {
+        self.guard
+            .run("list_pins", async {
+                let body = self.get_text("/allocations?filter=pin").await?;
+                Ok(parse_json_stream::<ListedPin>(&body)?
+                    .into_iter()
+                    .filter(|pin| pin.name.starts_with(prefix))
+                    .filter_map(|pin| {
+                        let cid = match pin.cid {
+                            serde_json::Value::String(cid) => cid,
+                            serde_json::Value::Object(mut link) => match link.remove("/") {
+                                Some(serde_json::Value::String(cid)) => cid,
+                                _ => return None,
+                            },
+                            _ => return None,
+                        };
+                        let made_at = time::OffsetDateTime::parse(
+                            &pin.timestamp,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()?;
+                        Some(NamedPin { cid, made_at })
+                    })
+                    .collect())
             })
             .await
     }

@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The backend answered, with an error.
     #[error("{store} refused the operation: {reason}")]
     Failed { store: StoreKind, reason: String },
+    /// The backend refused a value the caller sent (a string it cannot
+    /// hold, a number or date out of its range): the caller's mistake.
+    #[error("{store} cannot store a value of this request: {reason}")]
+    InvalidValue { store: StoreKind, reason: String },
 }
 
 impl StoreError {
@@ -81,7 +85,9 @@ impl StoreError {
 
     pub fn store(&self) -> StoreKind {
         match self {
-            StoreError::Unavailable { store, .. } | StoreError::Failed { store, .. } => *store,
+            StoreError::Unavailable { store, .. }
+            | StoreError::Failed { store, .. }
+            | StoreError::InvalidValue { store, .. } => *store,
         }
     }
 
@@ -157,6 +163,16 @@ impl CallGuard {
     }
 }
 
+/// The outcome of one health check of each backend.
+pub type Checks = [(StoreKind, Duration, Result<HealthDetail, StoreError>); 5];
+
+/// A round of health checks and when it was taken.
+type TakenChecks = (Instant, Arc<Checks>);
+
+/// How long one round of health checks answers every caller of
+/// [`Stores::recent_checks`].
+const CHECKS_REUSED_FOR: Duration = Duration::from_secs(1);
+
 /// One client per backend, cheap to clone.
 #[derive(Clone)]
 pub struct Stores {
@@ -165,6 +181,7 @@ pub struct Stores {
     pub clickhouse: clickhouse::ClickHouse,
     pub kubo: kubo::Kubo,
     pub cluster: cluster::Cluster,
+    recent: Arc<tokio::sync::Mutex<Option<TakenChecks>>>,
 }
 
 impl Stores {
@@ -176,11 +193,27 @@ impl Stores {
             clickhouse: clickhouse::ClickHouse::new(&settings.clickhouse, metrics.clone()),
             kubo: kubo::Kubo::new(&settings.kubo, metrics.clone())?,
             cluster: cluster::Cluster::new(&settings.cluster, metrics)?,
+            recent: Arc::default(),
         })
     }
 
+    /// [`Stores::check_all`], run at most once a second however many
+    /// callers ask (an open endpoint must not let anyone multiply backend
+    /// calls); callers arriving during a round wait for its outcome.
+    pub async fn recent_checks(&self) -> Arc<Checks> {
+        let mut recent = self.recent.lock().await;
+        if let Some((at, checks)) = recent.as_ref() {
+            if at.elapsed() < CHECKS_REUSED_FOR {
+                return checks.clone();
+            }
+        }
+        let checks = Arc::new(self.check_all().await);
+        *recent = Some((Instant::now(), checks.clone()));
+        checks
+    }
+
     /// Asks every backend at once; each answers within its own timeout.
-    pub async fn check_all(&self) -> [(StoreKind, Duration, Result<HealthDetail, StoreError>); 5] {
+    pub async fn check_all(&self) -> Checks {
         async fn timed(
             check: impl Future<Output = Result<HealthDetail, StoreError>>,
         ) -> (Duration, Result<HealthDetail, StoreError>) {

@@ -184,9 +184,13 @@ impl Redis {
 }
 
 /// Errors that say Redis cannot serve now (down, loading its data after a
-/// restart, failing over) are "unavailable", answered with 503; the rest
-/// are failures of the call itself.
+/// restart, failing over, out of memory) are "unavailable", answered with
+/// 503; the rest are failures of the call itself.
 pub(crate) fn redis_error(error: RedisError) -> StoreError {
+    // A write refused at `maxmemory` (also from inside a script, where it
+    // arrives as the script's error) is Redis unable to serve, not a bug.
+    let out_of_memory =
+        error.code() == Some("OOM") || error.to_string().contains("OOM command not allowed");
     let come_back_later = matches!(
         error.retry_method(),
         RetryMethod::WaitAndRetry
@@ -194,6 +198,7 @@ pub(crate) fn redis_error(error: RedisError) -> StoreError {
             | RetryMethod::ReconnectFromInitialConnections
     );
     if come_back_later
+        || out_of_memory
         || error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()

@@ -42,7 +42,7 @@ pub async fn authenticate(
 }
 
 /// `Authorization: Bearer KEY` or `X-API-Key: KEY`.
-fn presented_key(headers: &HeaderMap) -> Option<String> {
+pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, key) = value.trim().split_once(' ')?;
         return scheme

@@ -10,7 +10,7 @@ use actix_web::{web, Error, HttpMessage};
 
 use crate::analytics::RequestRow;
 use crate::auth::Principal;
-use crate::metrics::UNMATCHED_ROUTE;
+use crate::metrics::{method_label, UNMATCHED_ROUTE};
 use crate::startup::AppState;
 
 pub async fn http_metrics(
@@ -18,7 +18,7 @@ pub async fn http_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(req).await?;
     if let Some(state) = state {
@@ -32,7 +32,7 @@ pub async fn http_metrics(
             state.analytics.api_request(&RequestRow {
                 tenant_id: principal.tenant.as_str(),
                 route: &route,
-                method: &method,
+                method,
                 status: response.status().as_u16(),
                 // Rounded up: a request that took any time took a millisecond.
                 duration_ms: u32::try_from(elapsed.as_micros().div_ceil(1000)).unwrap_or(u32::MAX),
@@ -43,12 +43,12 @@ pub async fn http_metrics(
         state
             .metrics
             .http_requests
-            .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+            .with_label_values(&[route.as_str(), method, status.as_str()])
             .inc();
         state
             .metrics
             .http_duration
-            .with_label_values(&[route.as_str(), method.as_str()])
+            .with_label_values(&[route.as_str(), method])
             .observe(elapsed.as_secs_f64());
     }
     Ok(response)

@@ -8,7 +8,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
+
+use crate::metrics::{method_label, UNMATCHED_ROUTE};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -28,17 +31,26 @@ pub async fn request_id(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // The raw path is not logged: session ids and cache keys travel in it
+    // and are as good as credentials. The route template and a short digest
+    // of the path tell requests apart without them.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        method = %req.method(),
-        path = %req.path()
+        method = method_label(req.method()),
+        path_digest = %path_digest(req.path()),
+        route = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    span.record("route", route.as_str());
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
@@ -47,6 +59,12 @@ pub async fn request_id(
         )
     });
     Ok(response)
+}
+
+/// The first 12 hex digits of the path's SHA-256: enough to follow one
+/// resource through the logs, useless for guessing the path.
+pub fn path_digest(path: &str) -> String {
+    hex::encode(&Sha256::digest(path.as_bytes())[..6])
 }
 
 /// A caller's id is kept when it is short and plain, so it can be joined
@@ -69,5 +87,13 @@ mod tests {
         assert!(!is_acceptable_id("a b"));
         assert!(!is_acceptable_id("x\ny"));
         assert!(!is_acceptable_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn path_digest_hides_the_path() {
+        let digest = path_digest("/session/sess_secret");
+        assert_eq!(digest.len(), 12);
+        assert!(!digest.contains("secret"));
+        assert_ne!(digest, path_digest("/session/sess_other"));
     }
 }

@@ -3,13 +3,13 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use crate::auth::{Principal, Scope};
 use crate::dashboards::{DashboardQuery, RawQuery, Report};
 use crate::http::error::ApiError;
-use crate::http::resource;
+use crate::http::{idle, resource};
 use crate::startup::AppState;
+use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/analytics/events").route(web::post().to(ingest)))
@@ -86,20 +86,9 @@ async fn ingest(
     principal: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::AnalyticsWrite)?;
-    let limit = state.settings.analytics.max_body_bytes;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "the body is over the limit of {limit} bytes (analytics.max_body_bytes); send smaller batches"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
     let ndjson = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -109,7 +98,19 @@ async fn ingest(
         });
     let ids = state
         .analytics
-        .ingest(&principal.tenant, &body, ndjson)
+        .ingest(
+            &principal.tenant,
+            idle::request_body(
+                payload,
+                Duration::from_secs(state.settings.server.idle_timeout_secs),
+            ),
+            ndjson,
+            req.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            state.admission.body_memory(),
+        )
         .await?;
     Ok(HttpResponse::Accepted().json(Accepted {
         accepted: ids.len(),

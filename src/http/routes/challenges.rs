@@ -129,6 +129,8 @@ async fn submit(
         .map_err(ApiError::from)?;
     let challenges = &state.challenges;
     let submission = if is_multipart(&req) {
+        let idle = std::time::Duration::from_secs(state.settings.server.idle_timeout_secs);
+        let payload = crate::http::idle::request_body(payload, idle);
         submit_form(challenges, &principal, *id, &req, payload).await?
     } else {
         // Read with the route's JSON settings: its size limit and the
@@ -152,7 +154,8 @@ async fn submit_form(
     principal: &Principal,
     challenge_id: Uuid,
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: impl futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
+        + 'static,
 ) -> Result<SubmissionRow, ApiError> {
     let tenant = &principal.tenant;
     let mut form = Multipart::new(req.headers(), payload);

@@ -1,26 +1,32 @@
 //! `/files`: upload, metadata, download, listing and deletion.
 
 use actix_multipart::{Field, Multipart};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::time::Duration;
 
 use crate::auth::{Principal, Scope};
+use crate::config::FilesSettings;
 use crate::files::{
-    requested_range, ContentId, Files, FilesError, RangeError, ReceivedContent, UploadDetails,
-    UploadLimit,
+    requested_range, ContentId, ContentSink, FilesError, RangeError, ReceivedContent, UploadDetails,
 };
 use crate::http::error::ApiError;
 use crate::http::form::{is_multipart, next_part, text_field};
+use crate::http::idle;
 use crate::http::resource;
 use crate::startup::AppState;
 use crate::stores::cluster::PinStatus;
 use crate::stores::postgres::FileRow;
 
-/// Content never changes under a CID, so caches may keep it for good.
-const IMMUTABLE: &str = "public, max-age=29030400, immutable";
+/// Content never changes under a CID, so a client may keep it for good; but
+/// it is a tenant's private file, so no shared cache may keep it.
+const IMMUTABLE: &str = "private, max-age=29030400, immutable";
+/// The answer depends on who asks (the key decides the tenant).
+const VARY: &str = "Authorization, X-API-Key";
 /// Largest text field of a multipart upload, other than `metadata`.
 const MAX_TEXT_FIELD_BYTES: usize = 4096;
 
@@ -82,33 +88,35 @@ async fn upload(
             ))
         }
     };
-    let mut fields = UploadFields {
+    let fields = UploadFields {
         name: query.name,
         owner: query.owner,
         replication_min: query.replication_min,
         replication_max: query.replication_max,
         ..UploadFields::default()
     };
-    let limit = files.upload_limit(&principal.tenant).await?;
-    let pending = files.begin(&principal.tenant).await?;
-    let outcome: Result<FileRow, FilesError> = async {
-        let content = if is_multipart(&req) {
-            receive_form(files, &limit, &req, payload, &mut fields).await?
-        } else {
-            fields.declared_type = declared_type(req.headers().get(header::CONTENT_TYPE));
-            files.receive(&limit, payload).await?
-        };
-        let details = upload_details(files, fields)?;
-        files.commit(&pending, &content, &details).await
-    }
-    .await;
-    let row = match outcome {
-        Ok(row) => row,
-        Err(error) => {
-            files.abandon(pending).await;
-            return Err(error.into());
-        }
-    };
+    // The body's length bounds the file's: the upload reserves no more of
+    // the tenant's quota than that.
+    let expected_bytes = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let idle = Duration::from_secs(state.settings.server.idle_timeout_secs);
+    let payload = idle::request_body(payload, idle);
+    let stored = files
+        .upload(&principal.tenant, expected_bytes, |sink| async move {
+            let mut fields = fields;
+            let content = if is_multipart(&req) {
+                receive_form(&sink, &req, payload, &mut fields).await?
+            } else {
+                fields.declared_type = declared_type(req.headers().get(header::CONTENT_TYPE));
+                sink.receive(payload).await?
+            };
+            Ok((content, upload_details(sink.settings(), fields)?))
+        })
+        .await?;
+    let row = stored.file;
     state.analytics.file_uploaded(&row);
     let cid = ContentId::parse(&row.cid).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (mut row, mut status) = (row, StatusCode::CREATED);
@@ -141,10 +149,9 @@ fn declared_type(value: Option<&HeaderValue>) -> Option<String> {
 /// Reads a multipart form: one `file` part streamed to Kubo, and the small
 /// text fields before or after it.
 async fn receive_form(
-    files: &Files,
-    limit: &UploadLimit,
+    sink: &ContentSink,
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: impl futures_util::Stream<Item = Result<bytes::Bytes, PayloadError>> + 'static,
     fields: &mut UploadFields,
 ) -> Result<ReceivedContent, FilesError> {
     let mut form = Multipart::new(req.headers(), payload);
@@ -166,12 +173,12 @@ async fn receive_form(
                         .map(str::to_owned);
                 }
                 fields.declared_type = field.content_type().map(|m| m.essence_str().to_owned());
-                content = Some(files.receive(limit, &mut field).await?);
+                content = Some(sink.receive(&mut field).await?);
             }
             "name" => fields.name = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
             "owner" => fields.owner = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
             "metadata" => {
-                let limit = files.settings().max_metadata_bytes;
+                let limit = sink.settings().max_metadata_bytes;
                 fields.metadata = Some(text_field(&mut field, limit).await?);
             }
             "replication_min" => {
@@ -207,8 +214,10 @@ async fn number_field(field: &mut Field, name: &str) -> Result<i32, FilesError> 
 }
 
 /// Checks what the caller said about the upload against the limits.
-fn upload_details(files: &Files, fields: UploadFields) -> Result<UploadDetails, FilesError> {
-    let settings = files.settings();
+fn upload_details(
+    settings: &FilesSettings,
+    fields: UploadFields,
+) -> Result<UploadDetails, FilesError> {
     let name = fields.name.ok_or_else(|| {
         FilesError::invalid(
             "missing_name",
@@ -256,6 +265,12 @@ fn upload_details(files: &Files, fields: UploadFields) -> Result<UploadDetails, 
                     "metadata must be a JSON object",
                 ));
             }
+            if holds_nul(&value) {
+                return Err(FilesError::invalid(
+                    "invalid_metadata",
+                    "metadata must not contain NUL characters (\\u0000), in keys or values",
+                ));
+            }
             value
         }
     };
@@ -283,6 +298,19 @@ fn upload_details(files: &Files, fields: UploadFields) -> Result<UploadDetails, 
         replication_min,
         replication_max,
     })
+}
+
+/// Whether a NUL appears in any string of `value`, keys included:
+/// Postgres's JSON type cannot hold one.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
 }
 
 /// A stored file as callers see it.
@@ -433,6 +461,10 @@ mod cursor {
         let (nanos, id) = text.split_once(':').ok_or_else(invalid)?;
         let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
         let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
+        // Postgres's timestamps start in 4713 BC: keep to the years files can have.
+        if !(1970..=9999).contains(&at.year()) {
+            return Err(invalid());
+        }
         Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
     }
 }
@@ -466,6 +498,7 @@ async fn download(
     response
         .insert_header((header::ETAG, etag.as_str()))
         .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+        .insert_header((header::VARY, VARY))
         .insert_header((header::ACCEPT_RANGES, "bytes"));
     if if_none_match(&req, &etag) {
         return Ok(response.status(StatusCode::NOT_MODIFIED).finish());
@@ -511,6 +544,10 @@ async fn download(
             >()));
     }
     let content = state.files.content(&file, range).await?;
+    let content = idle::download(
+        content,
+        Duration::from_secs(state.settings.server.idle_timeout_secs),
+    );
     state
         .analytics
         .file_downloaded(&principal.tenant, &file.cid, length, range.is_some());

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Scope;
+use crate::http::middleware::authenticate::presented_key;
 use crate::http::resource;
 use crate::startup::AppState;
 use crate::stores::{HealthDetail, StoreError};
@@ -31,8 +33,10 @@ struct Alive {
 struct Readiness {
     /// `ready` when every backend is up, else `unavailable`.
     status: &'static str,
-    /// By backend: postgres, redis, clickhouse, kubo, cluster.
-    backends: BTreeMap<&'static str, BackendReadiness>,
+    /// By backend: postgres, redis, clickhouse, kubo, cluster. Only for a
+    /// key with the admin scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backends: Option<BTreeMap<&'static str, BackendReadiness>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -46,25 +50,37 @@ struct BackendReadiness {
     error: Option<String>,
 }
 
-#[utoipa::path(get, path = "/ready", tag = "operations", summary = "Readiness: each backend's status, latency and version", responses((status = 200, description = "Every backend answers", body = Readiness), (status = 503, description = "A backend is down", body = Readiness)))]
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let backends: BTreeMap<&'static str, BackendReadiness> = state
-        .stores
-        .check_all()
-        .await
-        .into_iter()
-        .map(|(kind, took, result)| (kind.name(), readiness(took, result)))
-        .collect();
-    let all_up = backends.values().all(|b| b.status == "up");
-    let body = Readiness {
-        status: if all_up { "ready" } else { "unavailable" },
-        backends,
-    };
-    if all_up {
-        HttpResponse::Ok().json(body)
+#[utoipa::path(get, path = "/ready", tag = "operations", summary = "Readiness: whether every backend answers; each backend's status, latency and version with an admin key", params(("Authorization" = Option<String>, Header, description = "Bearer with an admin key, for the detail")), responses((status = 200, description = "Every backend answers (the detail with an admin key)", body = Readiness), (status = 503, description = "A backend is down (the detail with an admin key)", body = Readiness)))]
+async fn ready(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let checks = state.stores.recent_checks().await;
+    let all_up = checks.iter().all(|(_, _, result)| result.is_ok());
+    let status = if all_up { "ready" } else { "unavailable" };
+    let mut response = if all_up {
+        HttpResponse::Ok()
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+        HttpResponse::ServiceUnavailable()
+    };
+    // Versions, latencies and errors help an attacker as much as an operator.
+    let backends = is_admin(&state, &req).await.then(|| {
+        checks
+            .iter()
+            .map(|(kind, took, result)| (kind.name(), readiness(*took, result.clone())))
+            .collect()
+    });
+    response.json(Readiness { status, backends })
+}
+
+/// Whether the request carries a valid key with the admin scope. Any
+/// failure (no key, a bad one, Postgres down) just means no detail.
+async fn is_admin(state: &AppState, req: &HttpRequest) -> bool {
+    let Some(key) = presented_key(req.headers()) else {
+        return false;
+    };
+    state
+        .api_keys
+        .authenticate(&key)
+        .await
+        .is_ok_and(|principal| principal.scopes.contains(&Scope::Admin))
 }
 
 fn readiness(took: Duration, result: Result<HealthDetail, StoreError>) -> BackendReadiness {

@@ -1,18 +1,24 @@
 //! The `file_metadata` and `ipfs_blobs` tables.
 //!
-//! A file row starts as `writing` (invisible) and becomes `committed` in the
-//! same transaction that takes a reference on its CID's blob row. The blob
-//! row's lock is held while the Cluster pin or unpin runs, so a pin and an
-//! unpin of one CID never interleave.
+//! A file row starts as `writing` (invisible), holding a reservation of its
+//! tenant's quota. Once its content is in Kubo it claims a reference on its
+//! CID's blob row, in a transaction of its own, before the Cluster is asked
+//! to pin; it becomes `committed` in a later one. A blob whose last reference
+//! goes is marked `unpinning` in the transaction that drops it, and its row
+//! is deleted only after the Cluster confirmed the unpin. So no pin is made
+//! that no row owns, no unpin is made while a row still owns the CID, and no
+//! transaction (nor pooled connection) waits on the Cluster.
+//!
+//! Locks are always taken blob row first, then file rows.
 
-use std::future::Future;
+use std::collections::HashSet;
 
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{query_error, Postgres};
-use crate::stores::StoreError;
+use crate::stores::{StoreError, StoreKind};
 
 #[derive(Debug, Clone)]
 pub struct FileRow {
@@ -49,6 +55,26 @@ pub struct FileContent<'a> {
     pub replication_max: i32,
 }
 
+/// A pending upload and the bytes it may bring.
+pub struct Reservation {
+    pub id: Uuid,
+    pub reserved: u64,
+    /// Bytes of the tenant's committed files and open reservations before
+    /// this one (0 without a quota).
+    pub used: u64,
+}
+
+/// A claim on a blob's reference, taken before the Cluster pin.
+pub struct BlobClaim {
+    /// The blob is not known to be pinned yet: the claimant pins it.
+    pub needs_pin: bool,
+}
+
+/// A claim given back: `unpin` names the CID when no reference is left.
+pub struct ReleasedClaim {
+    pub unpin: Option<String>,
+}
+
 /// A page of files, newest first, and where the next page starts.
 pub struct FilePage {
     pub files: Vec<FileRow>,
@@ -57,7 +83,11 @@ pub struct FilePage {
 
 /// What became of a request to delete a tenant's file.
 pub enum FileDeletion {
-    Deleted,
+    /// Deleted; `unpin` names the CID when no reference is left, which the
+    /// caller unpins and then hands to [`Postgres::finish_unpin`].
+    Deleted {
+        unpin: Option<String>,
+    },
     NotFound,
     /// A submission names the file as its output; it stays while it does.
     OutputOf(Uuid),
@@ -88,59 +118,24 @@ impl FileRow {
     }
 }
 
+/// Bytes a tenant's quota is charged: committed files and open reservations.
+const USAGE_SQL: &str = "SELECT (coalesce(sum(size_bytes) FILTER (WHERE state = 'committed'), 0) \
+     + coalesce(sum(reserved_bytes) FILTER (WHERE state = 'writing'), 0))::bigint \
+     FROM file_metadata WHERE tenant_id = $1";
+
 impl Postgres {
-    /// Records an upload that has started; invisible until committed, and
-    /// found by the reconciler if the upload never finishes.
-    pub async fn insert_pending_file(&self, tenant_id: &str) -> Result<Uuid, StoreError> {
-        self.guard
-            .run("insert_pending_file", async {
-                let client = self.client().await?;
-                let row = client
-                    .query_one(
-                        "INSERT INTO file_metadata (id, tenant_id, name) VALUES ($1, $2, '') \
-                         RETURNING id",
-                        &[&Uuid::new_v4(), &tenant_id],
-                    )
-                    .await
-                    .map_err(query_error)?;
-                Ok(row.get(0))
-            })
-            .await
-    }
-
-    /// Forgets an upload that did not complete.
-    pub async fn discard_pending_file(&self, id: Uuid) -> Result<(), StoreError> {
-        self.guard
-            .run("discard_pending_file", async {
-                let client = self.client().await?;
-                client
-                    .execute(
-                        "DELETE FROM file_metadata WHERE id = $1 AND state = 'writing'",
-                        &[&id],
-                    )
-                    .await
-                    .map_err(query_error)?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Commits pending file `id` with its content. When the CID has no
-    /// reference yet, `pin` runs while its blob row is locked and the commit
-    /// happens only if the pin succeeds. When the tenant already has a file
-    /// with this CID, that file takes the new name, type and metadata, and
-    /// the pending row goes: a tenant references a CID once.
-    pub async fn commit_file<F, Fut>(
+    /// Records an upload that has started, reserving up to `wanted` bytes
+    /// of its tenant's `quota` (all of it when there is none) until it
+    /// commits or is rolled back. The reservation is taken under a
+    /// per-tenant lock against everything committed and reserved, so
+    /// parallel uploads cannot overrun the quota. `None` when nothing is
+    /// left of it.
+    pub async fn reserve_upload(
         &self,
-        id: Uuid,
-        content: FileContent<'_>,
-        details: FileDetails<'_>,
-        pin: F,
-    ) -> Result<FileRow, StoreError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), StoreError>>,
-    {
+        tenant_id: &str,
+        wanted: u64,
+        quota: Option<u64>,
+    ) -> Result<Option<Reservation>, StoreError> {
         let g = &self.guard;
         let mut client = self.client().await?;
         let tx = g
@@ -148,13 +143,93 @@ impl Postgres {
                 client.transaction().await.map_err(query_error)
             })
             .await?;
-        let blob = g
-            .run("lock_blob", async {
+        let (reserved, used) = match quota {
+            None => (wanted, 0),
+            Some(quota) => {
+                let used = g
+                    .run("tenant_usage", async {
+                        tx.execute(
+                            "SELECT pg_advisory_xact_lock(hashtextextended('sgw-quota:' || $1, 0))",
+                            &[&tenant_id],
+                        )
+                        .await
+                        .map_err(query_error)?;
+                        tx.query_one(USAGE_SQL, &[&tenant_id])
+                            .await
+                            .map_err(query_error)
+                    })
+                    .await?
+                    .get::<_, i64>(0)
+                    .max(0) as u64;
+                let left = quota.saturating_sub(used);
+                if left == 0 {
+                    return Ok(None);
+                }
+                (wanted.min(left), used)
+            }
+        };
+        let id = Uuid::new_v4();
+        let reserved_sql = if quota.is_some() {
+            i64::try_from(reserved).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
+        g.run("insert_pending_file", async {
+            tx.execute(
+                "INSERT INTO file_metadata (id, tenant_id, name, reserved_bytes) \
+                 VALUES ($1, $2, '', $3)",
+                &[&id, &tenant_id, &reserved_sql],
+            )
+            .await
+            .map_err(query_error)
+        })
+        .await?;
+        g.run("commit", async { tx.commit().await.map_err(query_error) })
+            .await?;
+        Ok(Some(Reservation { id, reserved, used }))
+    }
+
+    /// Bytes the tenant's committed files hold plus those its uploads in
+    /// progress have reserved.
+    pub async fn tenant_usage(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        self.guard
+            .run("tenant_usage", async {
+                let client = self.client().await?;
+                let row = client
+                    .query_one(USAGE_SQL, &[&tenant_id])
+                    .await
+                    .map_err(query_error)?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            })
+            .await
+    }
+
+    /// Gives pending file `id` a reference on `content`'s blob (made when
+    /// missing), so nothing unpins the CID from here on. Answers `None`
+    /// when the pending file is gone (rolled back as stale).
+    pub async fn claim_blob(
+        &self,
+        id: Uuid,
+        content: FileContent<'_>,
+    ) -> Result<Option<BlobClaim>, StoreError> {
+        let g = &self.guard;
+        let mut client = self.client().await?;
+        let tx = g
+            .run("begin", async {
+                client.transaction().await.map_err(query_error)
+            })
+            .await?;
+        let pin_state: String = g
+            .run("claim_blob", async {
                 tx.query_one(
-                    "INSERT INTO ipfs_blobs (cid, size_bytes, replication_min, replication_max) \
-                     VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (cid) DO UPDATE SET updated_at = now() \
-                     RETURNING ref_count",
+                    "INSERT INTO ipfs_blobs \
+                       (cid, size_bytes, replication_min, replication_max, ref_count) \
+                     VALUES ($1, $2, $3, $4, 1) \
+                     ON CONFLICT (cid) DO UPDATE SET ref_count = ipfs_blobs.ref_count + 1, \
+                       pin_state = CASE WHEN ipfs_blobs.pin_state = 'unpinning' \
+                         THEN 'pinning' ELSE ipfs_blobs.pin_state END, \
+                       updated_at = now() \
+                     RETURNING pin_state",
                     &[
                         &content.cid,
                         &content.size_bytes,
@@ -165,29 +240,79 @@ impl Postgres {
                 .await
                 .map_err(query_error)
             })
-            .await?;
-        let ref_count: i64 = blob.get(0);
-        if ref_count == 0 {
-            pin().await?;
-        }
-        let pending = g
-            .run("read_pending_file", async {
-                tx.query_one(
-                    "SELECT tenant_id FROM file_metadata \
-                     WHERE id = $1 AND state = 'writing' FOR UPDATE",
-                    &[&id],
+            .await?
+            .get(0);
+        let claimed = g
+            .run("claim_for_pending_file", async {
+                tx.execute(
+                    "UPDATE file_metadata SET cid = $2, size_bytes = $3, sha256 = $4 \
+                     WHERE id = $1 AND state = 'writing' AND cid IS NULL",
+                    &[&id, &content.cid, &content.size_bytes, &content.sha256],
                 )
                 .await
                 .map_err(query_error)
             })
             .await?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        g.run("commit", async { tx.commit().await.map_err(query_error) })
+            .await?;
+        Ok(Some(BlobClaim {
+            needs_pin: pin_state != "pinned",
+        }))
+    }
+
+    /// Makes pending file `id`, whose blob is claimed and pinned, visible.
+    /// When the tenant already has a file with this CID, that file takes
+    /// the new name, type and metadata, and the pending row and its claim
+    /// go: a tenant references a CID once.
+    pub async fn commit_file(
+        &self,
+        id: Uuid,
+        cid: &str,
+        details: FileDetails<'_>,
+    ) -> Result<FileRow, StoreError> {
+        let g = &self.guard;
+        let mut client = self.client().await?;
+        let tx = g
+            .run("begin", async {
+                client.transaction().await.map_err(query_error)
+            })
+            .await?;
+        g.run("lock_blob", async {
+            tx.query_one(
+                "SELECT ref_count FROM ipfs_blobs WHERE cid = $1 FOR UPDATE",
+                &[&cid],
+            )
+            .await
+            .map_err(query_error)
+        })
+        .await?;
+        let pending = g
+            .run("read_pending_file", async {
+                tx.query_opt(
+                    "SELECT tenant_id FROM file_metadata \
+                     WHERE id = $1 AND state = 'writing' AND cid = $2 FOR UPDATE",
+                    &[&id, &cid],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?
+            .ok_or_else(|| {
+                StoreError::failed(
+                    StoreKind::Postgres,
+                    format!("pending upload {id} was rolled back before its commit"),
+                )
+            })?;
         let tenant_id: String = pending.get("tenant_id");
         let existing = g
             .run("find_tenant_file", async {
                 tx.query_opt(
                     "SELECT id FROM file_metadata \
                      WHERE tenant_id = $1 AND cid = $2 AND state = 'committed' FOR UPDATE",
-                    &[&tenant_id, &content.cid],
+                    &[&tenant_id, &cid],
                 )
                 .await
                 .map_err(query_error)
@@ -195,27 +320,28 @@ impl Postgres {
             .await?;
         let committed_id: Uuid = match existing {
             Some(row) => {
-                let existing_id: Uuid = row.get(0);
                 g.run("drop_pending_file", async {
                     tx.execute("DELETE FROM file_metadata WHERE id = $1", &[&id])
                         .await
-                        .map_err(query_error)
-                })
-                .await?;
-                existing_id
-            }
-            None => {
-                g.run("take_reference", async {
+                        .map_err(query_error)?;
+                    // The tenant's file holds a reference already; the
+                    // claim was one too many (and never the last one).
                     tx.execute(
-                        "UPDATE file_metadata SET state = 'committed', cid = $2, size_bytes = $3, \
-                           sha256 = $4 WHERE id = $1",
-                        &[&id, &content.cid, &content.size_bytes, &content.sha256],
+                        "UPDATE ipfs_blobs SET ref_count = ref_count - 1 WHERE cid = $1",
+                        &[&cid],
                     )
                     .await
-                    .map_err(query_error)?;
+                    .map_err(query_error)
+                })
+                .await?;
+                row.get(0)
+            }
+            None => {
+                g.run("commit_pending_file", async {
                     tx.execute(
-                        "UPDATE ipfs_blobs SET ref_count = ref_count + 1 WHERE cid = $1",
-                        &[&content.cid],
+                        "UPDATE file_metadata SET state = 'committed', reserved_bytes = 0 \
+                         WHERE id = $1",
+                        &[&id],
                     )
                     .await
                     .map_err(query_error)
@@ -256,6 +382,260 @@ impl Postgres {
         g.run("commit", async { tx.commit().await.map_err(query_error) })
             .await?;
         Ok(FileRow::from_row(&row))
+    }
+
+    /// Rolls back pending file `id`: its reservation and, when it claimed a
+    /// blob, that reference. Nothing when it is gone or committed.
+    pub async fn release_pending_file(&self, id: Uuid) -> Result<ReleasedClaim, StoreError> {
+        let g = &self.guard;
+        let mut client = self.client().await?;
+        let tx = g
+            .run("begin", async {
+                client.transaction().await.map_err(query_error)
+            })
+            .await?;
+        let read: Option<String> = g
+            .run("read_pending_file", async {
+                tx.query_opt(
+                    "SELECT cid FROM file_metadata WHERE id = $1 AND state = 'writing'",
+                    &[&id],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?
+            .and_then(|row| row.get(0));
+        if let Some(cid) = &read {
+            self.lock_blob(&tx, cid).await?;
+        }
+        let claimed: Option<String> = g
+            .run("discard_pending_file", async {
+                tx.query_opt(
+                    "DELETE FROM file_metadata WHERE id = $1 AND state = 'writing' RETURNING cid",
+                    &[&id],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?
+            .and_then(|row| row.get(0));
+        if claimed != read {
+            // The upload claimed its blob between the read and the delete:
+            // its blob row is not locked first, so start again.
+            return Err(StoreError::failed(
+                StoreKind::Postgres,
+                format!("pending upload {id} changed while it was rolled back; retry"),
+            ));
+        }
+        let unpin = match claimed {
+            Some(cid) => self.drop_reference(&tx, &cid).await?,
+            None => None,
+        };
+        g.run("commit", async { tx.commit().await.map_err(query_error) })
+            .await?;
+        Ok(ReleasedClaim { unpin })
+    }
+
+    /// Deletes the tenant's file with this CID and drops its reference. A
+    /// file that is a submission's output is kept.
+    pub async fn delete_file(
+        &self,
+        tenant_id: &str,
+        cid: &str,
+    ) -> Result<FileDeletion, StoreError> {
+        let g = &self.guard;
+        let mut client = self.client().await?;
+        let tx = g
+            .run("begin", async {
+                client.transaction().await.map_err(query_error)
+            })
+            .await?;
+        if !self.lock_blob(&tx, cid).await? {
+            return Ok(FileDeletion::NotFound);
+        }
+        let deleted = g
+            .run("delete_file", async {
+                tx.execute(
+                    "DELETE FROM file_metadata \
+                     WHERE tenant_id = $1 AND cid = $2 AND state = 'committed'",
+                    &[&tenant_id, &cid],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?;
+        if deleted == 0 {
+            return Ok(FileDeletion::NotFound);
+        }
+        // Read after the row is locked by the delete: a submission recording
+        // this file at the same time either committed before (and is seen
+        // here) or finds the file gone.
+        let output_of = g
+            .run("find_output_owner", async {
+                tx.query_opt(
+                    "SELECT id FROM submissions WHERE tenant_id = $1 AND output_cid = $2 LIMIT 1",
+                    &[&tenant_id, &cid],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?;
+        if let Some(row) = output_of {
+            return Ok(FileDeletion::OutputOf(row.get(0)));
+        }
+        let unpin = self.drop_reference(&tx, cid).await?;
+        g.run("commit", async { tx.commit().await.map_err(query_error) })
+            .await?;
+        Ok(FileDeletion::Deleted { unpin })
+    }
+
+    /// After the Cluster confirmed the unpin of a blob marked `unpinning`,
+    /// deletes its row. Answers the blob's replication factors when an
+    /// upload claimed the CID again meanwhile: its pin may have come before
+    /// the unpin, so the caller pins once more.
+    pub async fn finish_unpin(&self, cid: &str) -> Result<Option<(i32, i32)>, StoreError> {
+        let deleted = self
+            .guard
+            .run("finish_unpin", async {
+                let client = self.client().await?;
+                let deleted = client
+                    .execute(
+                        "DELETE FROM ipfs_blobs \
+                         WHERE cid = $1 AND ref_count = 0 AND pin_state = 'unpinning'",
+                        &[&cid],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(deleted)
+            })
+            .await?;
+        if deleted == 1 {
+            return Ok(None);
+        }
+        self.claimed_replication(cid).await
+    }
+
+    /// The replication factors of a blob some file references.
+    pub async fn claimed_replication(&self, cid: &str) -> Result<Option<(i32, i32)>, StoreError> {
+        self.guard
+            .run("claimed_blob", async {
+                let client = self.client().await?;
+                let claimed = client
+                    .query_opt(
+                        "SELECT replication_min, replication_max FROM ipfs_blobs \
+                         WHERE cid = $1 AND ref_count > 0",
+                        &[&cid],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(claimed.map(|row| (row.get(0), row.get(1))))
+            })
+            .await
+    }
+
+    /// Pending uploads older than `expiry`, to be rolled back.
+    pub async fn stale_pending_files(
+        &self,
+        expiry: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let seconds = expiry.as_secs_f64();
+        self.guard
+            .run("stale_pending_files", async {
+                let client = self.client().await?;
+                let rows = client
+                    .query(
+                        "SELECT id FROM file_metadata WHERE state = 'writing' \
+                         AND created_at < now() - make_interval(secs => $1) LIMIT $2",
+                        &[&seconds, &limit],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+            .await
+    }
+
+    /// Blobs left `unpinning` for longer than `grace` (the gateway that
+    /// marked them stopped, or the Cluster refused), to be unpinned again.
+    pub async fn blobs_to_unpin(
+        &self,
+        grace: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let seconds = grace.as_secs_f64();
+        self.guard
+            .run("blobs_to_unpin", async {
+                let client = self.client().await?;
+                let rows = client
+                    .query(
+                        "SELECT cid FROM ipfs_blobs WHERE pin_state = 'unpinning' \
+                         AND ref_count = 0 AND updated_at < now() - make_interval(secs => $1) \
+                         ORDER BY updated_at LIMIT $2",
+                        &[&seconds, &limit],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+            .await
+    }
+
+    /// Which of `cids` have a blob row.
+    pub async fn known_blobs(&self, cids: &[String]) -> Result<HashSet<String>, StoreError> {
+        self.guard
+            .run("known_blobs", async {
+                let client = self.client().await?;
+                let rows = client
+                    .query("SELECT cid FROM ipfs_blobs WHERE cid = ANY($1)", &[&cids])
+                    .await
+                    .map_err(query_error)?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+            .await
+    }
+
+    /// Locks a blob row; false when there is none.
+    async fn lock_blob(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        cid: &str,
+    ) -> Result<bool, StoreError> {
+        self.guard
+            .run("lock_blob", async {
+                tx.query_opt(
+                    "SELECT 1 FROM ipfs_blobs WHERE cid = $1 FOR UPDATE",
+                    &[&cid],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await
+            .map(|row| row.is_some())
+    }
+
+    /// Drops one reference on a blob; the last marks it `unpinning` and
+    /// answers its CID.
+    async fn drop_reference(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        cid: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let remaining: i64 = self
+            .guard
+            .run("release_blob", async {
+                tx.query_one(
+                    "UPDATE ipfs_blobs SET ref_count = ref_count - 1, updated_at = now(), \
+                       pin_state = CASE WHEN ref_count = 1 THEN 'unpinning' ELSE pin_state END \
+                     WHERE cid = $1 RETURNING ref_count",
+                    &[&cid],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?
+            .get(0);
+        Ok((remaining == 0).then(|| cid.to_owned()))
     }
 
     /// The tenant's committed file with this CID.
@@ -317,122 +697,6 @@ impl Postgres {
             .await
     }
 
-    /// Deletes the tenant's file with this CID and drops its reference.
-    /// When it was the last, `unpin` runs under the blob row's lock and the
-    /// blob row goes with it; if `unpin` fails nothing changes. A file that
-    /// is a submission's output is kept.
-    pub async fn delete_file<F, Fut>(
-        &self,
-        tenant_id: &str,
-        cid: &str,
-        unpin: F,
-    ) -> Result<FileDeletion, StoreError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), StoreError>>,
-    {
-        let g = &self.guard;
-        let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
-        let deleted = g
-            .run("delete_file", async {
-                tx.execute(
-                    "DELETE FROM file_metadata \
-                     WHERE tenant_id = $1 AND cid = $2 AND state = 'committed'",
-                    &[&tenant_id, &cid],
-                )
-                .await
-                .map_err(query_error)
-            })
-            .await?;
-        if deleted == 0 {
-            return Ok(FileDeletion::NotFound);
-        }
-        // Read after the row is locked by the delete: a submission recording
-        // this file at the same time either committed before (and is seen
-        // here) or finds the file gone.
-        let output_of = g
-            .run("find_output_owner", async {
-                tx.query_opt(
-                    "SELECT id FROM submissions WHERE tenant_id = $1 AND output_cid = $2 LIMIT 1",
-                    &[&tenant_id, &cid],
-                )
-                .await
-                .map_err(query_error)
-            })
-            .await?;
-        if let Some(row) = output_of {
-            return Ok(FileDeletion::OutputOf(row.get(0)));
-        }
-        let remaining: i64 = g
-            .run("release_blob", async {
-                tx.query_one(
-                    "UPDATE ipfs_blobs SET ref_count = ref_count - 1, updated_at = now() \
-                     WHERE cid = $1 RETURNING ref_count",
-                    &[&cid],
-                )
-                .await
-                .map_err(query_error)
-            })
-            .await?
-            .get(0);
-        if remaining == 0 {
-            unpin().await?;
-            g.run("delete_blob", async {
-                tx.execute("DELETE FROM ipfs_blobs WHERE cid = $1", &[&cid])
-                    .await
-                    .map_err(query_error)
-            })
-            .await?;
-        }
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
-        Ok(FileDeletion::Deleted)
-    }
-
-    /// Bytes of the tenant's committed files.
-    pub async fn tenant_usage(&self, tenant_id: &str) -> Result<u64, StoreError> {
-        self.guard
-            .run("tenant_usage", async {
-                let client = self.client().await?;
-                let row = client
-                    .query_one(
-                        "SELECT coalesce(sum(size_bytes), 0)::bigint FROM file_metadata \
-                         WHERE tenant_id = $1 AND state = 'committed'",
-                        &[&tenant_id],
-                    )
-                    .await
-                    .map_err(query_error)?;
-                Ok(row.get::<_, i64>(0).max(0) as u64)
-            })
-            .await
-    }
-
-    /// Removes uploads pending for longer than `expiry`; returns how many.
-    pub async fn delete_stale_pending_files(
-        &self,
-        expiry: std::time::Duration,
-    ) -> Result<u64, StoreError> {
-        let seconds = expiry.as_secs_f64();
-        self.guard
-            .run("delete_stale_pending_files", async {
-                let client = self.client().await?;
-                client
-                    .execute(
-                        "DELETE FROM file_metadata WHERE state = 'writing' \
-                         AND created_at < now() - make_interval(secs => $1)",
-                        &[&seconds],
-                    )
-                    .await
-                    .map_err(query_error)
-            })
-            .await
-    }
-
     /// CIDs whose pin is not yet known to be pinned, least recently checked
     /// first, with their replication minimum.
     pub async fn unsettled_pins(&self, limit: i64) -> Result<Vec<(String, i32)>, StoreError> {
@@ -441,7 +705,7 @@ impl Postgres {
                 let client = self.client().await?;
                 let rows = client
                     .query(
-                        "SELECT cid, replication_min FROM ipfs_blobs WHERE pin_state <> 'pinned' \
+                        "SELECT cid, replication_min FROM ipfs_blobs WHERE pin_state IN ('pinning', 'error') \
                          ORDER BY updated_at LIMIT $1",
                         &[&limit],
                     )
@@ -476,7 +740,8 @@ impl Postgres {
                 let client = self.client().await?;
                 client
                     .execute(
-                        "UPDATE ipfs_blobs SET pin_state = $2, updated_at = now() WHERE cid = $1",
+                        "UPDATE ipfs_blobs SET pin_state = $2, updated_at = now() \
+                         WHERE cid = $1 AND pin_state <> 'unpinning'",
                         &[&cid, &pin_state],
                     )
                     .await

@@ -8,7 +8,10 @@ pub use api_keys::{ApiKeyRow, NewApiKeyRow};
 pub use challenges::{
     BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, SubmissionRow, UserRow,
 };
-pub use files::{FileContent, FileDeletion, FileDetails, FilePage, FileRow};
+pub use files::{
+    BlobClaim, FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
+    Reservation,
+};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -143,6 +146,14 @@ fn query_error(error: tokio_postgres::Error) -> StoreError {
     let class = &code.code()[..2];
     if matches!(class, "08" | "53" | "57") || *code == SqlState::INVALID_CATALOG_NAME {
         StoreError::unavailable(StoreKind::Postgres, db)
+    } else if class == "22" {
+        // Data exceptions: a NUL in text or JSON, a number or date out of
+        // range. Inputs are checked before they get here; this is the net
+        // for any that slips through, so it is the caller's 400, not a 500.
+        StoreError::InvalidValue {
+            store: StoreKind::Postgres,
+            reason: db.message().to_owned(),
+        }
     } else {
         StoreError::failed(StoreKind::Postgres, db)
     }
