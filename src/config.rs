@@ -146,6 +146,10 @@ pub struct CacheSettings {
     pub max_key_bytes: usize,
     /// Largest value, in bytes of JSON.
     pub max_value_bytes: usize,
+    /// Keys one tenant may hold at once.
+    pub max_keys_per_tenant: u64,
+    /// Bytes one tenant's values (and their keys) may take at once.
+    pub max_bytes_per_tenant: u64,
 }
 
 /// The dashboard queries and their read-through cache in Redis.

@@ -74,6 +74,25 @@ pub async fn prepare_schemas(stores: &Stores) -> Result<SchemaChanges, StoreErro
     })
 }
 
+/// The gateway expects Redis to refuse writes when full (`noeviction`), not
+/// to evict: eviction would drop rate-limit state (resetting limits) and
+/// live sessions, and the per-tenant cache budgets keep it from filling.
+/// A Redis set otherwise still works, so this only warns.
+async fn warn_if_redis_evicts(redis: crate::stores::redis::Redis) {
+    match redis.eviction_policies().await {
+        Ok(policies) => {
+            for policy in policies.iter().filter(|p| p.as_str() != "noeviction") {
+                tracing::warn!(
+                    policy,
+                    "Redis evicts keys under memory pressure: rate limits and sessions can \
+                     vanish; set maxmemory-policy noeviction"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "Redis's maxmemory-policy could not be read"),
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -153,6 +172,7 @@ impl Application {
                 source,
             })?
             .port();
+        tokio::spawn(warn_if_redis_evicts(state.stores.redis.clone()));
         tokio::spawn(state.files.clone().reconcile_forever());
         tokio::spawn(state.analytics.clone().ship_forever());
         tokio::spawn(state.analytics.clone().flush_requests_forever());

@@ -719,3 +719,63 @@ async fn a_full_redis_is_503_naming_redis_not_500() {
     assert_eq!(body["error"]["code"], "backend_unavailable", "{body}");
     assert_eq!(body["error"]["backend"], "redis", "{body}");
 }
+
+#[tokio::test]
+async fn a_tenant_at_its_cache_budget_is_refused_and_others_are_unaffected() {
+    let mut settings = stack_settings();
+    settings.cache.max_keys_per_tenant = 5;
+    settings.cache.max_bytes_per_tenant = 64 * 1024;
+    let app = spawn_app_with(settings).await;
+    let other = app.other_tenant_key().await;
+    let set = |key: &str, name: String, value: serde_json::Value| {
+        let body = serde_json::json!({"key": name, "value": value});
+        let key = key.to_owned();
+        let app = &app;
+        async move {
+            app.post_json_as("/cache/set", &key, &body)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(set(&app.key, format!("k{i}"), "v".into()).await, 200);
+    }
+    let refused = app
+        .post_json(
+            "/cache/set",
+            &serde_json::json!({"key": "k5", "value": "v"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 413);
+    assert!(json(refused).await["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_keys_per_tenant"));
+    // A key it holds may be replaced; a deleted one makes room.
+    assert_eq!(set(&app.key, "k0".into(), "w".into()).await, 200);
+    assert_eq!(app.delete("/cache/k1").await.status(), 204);
+    assert_eq!(set(&app.key, "k5".into(), "v".into()).await, 200);
+    // Bytes are budgeted too.
+    let big = serde_json::Value::String("b".repeat(70 * 1024));
+    assert_eq!(set(&app.key, "k0".into(), big.clone()).await, 413);
+
+    // The other tenant has its own budget, and its rate limits answer
+    // exactly as ever: the default policy's burst of 20, then 429.
+    assert_eq!(set(&other, "k0".into(), "v".into()).await, 200);
+    let limited = format!("client-{}", uuid::Uuid::new_v4());
+    let mut statuses = Vec::new();
+    for _ in 0..21 {
+        let response = app
+            .post_json_as(
+                "/rate-limit/check",
+                &other,
+                &serde_json::json!({"key": limited}),
+            )
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+    let mut expected = vec![200; 20];
+    expected.push(429);
+    assert_eq!(statuses, expected);
+}

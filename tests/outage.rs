@@ -190,6 +190,59 @@ async fn an_upload_with_the_cluster_down_is_503_and_counts_nothing() {
     );
 }
 
+/// The stored pin state of a CID's blob row; `None` once the row is gone.
+async fn blob_state(cid: &str) -> Option<String> {
+    let client = common::postgres(&std::env::var("DATABASE_URL").expect("stack env")).await;
+    client
+        .query_opt("SELECT pin_state FROM ipfs_blobs WHERE cid = $1", &[&cid])
+        .await
+        .expect("blob query")
+        .map(|row| row.get(0))
+}
+
+#[tokio::test]
+async fn a_delete_with_the_cluster_down_commits_and_the_unpin_follows() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut settings = common::stack_settings();
+    settings.files.reconcile_interval_secs = 1;
+    let app = common::spawn_app_with(settings).await;
+    let body = Box::leak(format!("unpin later {}", uuid::Uuid::new_v4()).into_boxed_str());
+    let response = upload_when_accepted(&app, body).await;
+    assert_eq!(response.status(), 201);
+    let cid = json(response).await["cid"].as_str().unwrap().to_owned();
+    with_service_stopped("cluster1", || async {
+        let deleted = app.delete(&format!("/files/{cid}")).await;
+        assert_eq!(deleted.status(), 204, "the delete itself needs no Cluster");
+        assert_eq!(app.get(&format!("/files/{cid}")).await.status(), 404);
+        assert_eq!(blob_state(&cid).await.as_deref(), Some("unpinning"));
+    })
+    .await;
+    wait_until_ready(&app).await;
+    // Once the Cluster is back, the reconciler unpins and forgets the blob.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while blob_state(&cid).await.is_some() {
+        assert!(Instant::now() < deadline, "the unpin never happened");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cluster = std::env::var("IPFS_CLUSTER_URL").expect("stack env");
+    let pin: serde_json::Value = reqwest::get(format!("{cluster}/pins/{cid}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = pin["peer_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|peer| peer["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == "unpinned"),
+        "still pinned: {statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn downloads_with_postgres_down_are_503_not_404() {
     let _turn = ONE_AT_A_TIME.lock().await;

@@ -265,7 +265,9 @@ impl From<CacheError> for ApiError {
             CacheError::Store(store) => store.into(),
             CacheError::NotFound => ApiError::NotFound(error.to_string()),
             CacheError::Invalid(message) => ApiError::bad_request("invalid_cache_request", message),
-            CacheError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+            CacheError::TooLarge(message) | CacheError::OverBudget(message) => {
+                ApiError::PayloadTooLarge(message)
+            }
         }
     }
 }

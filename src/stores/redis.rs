@@ -148,16 +148,7 @@ impl Redis {
 
     pub async fn health(&self) -> Result<HealthDetail, StoreError> {
         self.run("health", |mut connection| async move {
-            // A Cluster answers with one INFO text per node.
-            // Every section, as the one call all Redis versions take.
-            let info: Value = redis::cmd("INFO").query_async(&mut connection).await?;
-            let texts: Vec<String> = match info {
-                Value::Map(per_node) => per_node
-                    .into_iter()
-                    .filter_map(|(_, text)| redis::from_redis_value(text).ok())
-                    .collect(),
-                single => vec![redis::from_redis_value(single)?],
-            };
+            let texts = info(&mut connection).await?;
             // INFO answers while a restarted Redis still loads its data,
             // when every other command is refused.
             if texts
@@ -181,6 +172,36 @@ impl Redis {
         })
         .await
     }
+
+    /// Each node's `maxmemory-policy`, as INFO reports it (CONFIG is often
+    /// refused by managed Redis).
+    pub async fn eviction_policies(&self) -> Result<Vec<String>, StoreError> {
+        self.run("eviction_policy", |mut connection| async move {
+            Ok(info(&mut connection)
+                .await?
+                .iter()
+                .filter_map(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+                        .map(|policy| policy.trim().to_owned())
+                })
+                .collect())
+        })
+        .await
+    }
+}
+
+/// INFO's text, one per node (a Cluster answers for each). Every section,
+/// as the one call all Redis versions take.
+async fn info(connection: &mut Connection) -> Result<Vec<String>, RedisError> {
+    let info: Value = redis::cmd("INFO").query_async(connection).await?;
+    Ok(match info {
+        Value::Map(per_node) => per_node
+            .into_iter()
+            .filter_map(|(_, text)| redis::from_redis_value(text).ok())
+            .collect(),
+        single => vec![redis::from_redis_value(single)?],
+    })
 }
 
 /// Errors that say Redis cannot serve now (down, loading its data after a
