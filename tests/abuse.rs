@@ -779,3 +779,81 @@ async fn a_tenant_at_its_cache_budget_is_refused_and_others_are_unaffected() {
     expected.push(429);
     assert_eq!(statuses, expected);
 }
+
+#[tokio::test]
+async fn one_tenants_refused_rows_never_set_aside_another_tenants() {
+    let mut settings = stack_settings();
+    let database = common::unique("tenants").replace('-', "_");
+    settings.clickhouse.database = database.clone();
+    // Both tenants' events land in one batch.
+    settings.analytics.batch_max_delay_ms = 2000;
+    let spool = settings.analytics.spool_dir.clone();
+    let app = spawn_app_with(settings).await;
+    let other = app.other_tenant_key().await;
+    // A table that takes only the first tenant's rows: ClickHouse refuses
+    // any other tenant id as not one of the Enum's values.
+    let clickhouse = common::clickhouse().with_database(&database);
+    clickhouse
+        .query("DROP TABLE user_activity")
+        .execute()
+        .await
+        .unwrap();
+    clickhouse
+        .query(&format!(
+            "CREATE TABLE user_activity (event_id UUID, tenant_id Enum8('{}' = 1), \
+             user_id String, event_type String, timestamp DateTime, properties String, \
+             inserted_at DateTime DEFAULT now()) \
+             ENGINE = ReplacingMergeTree() ORDER BY (tenant_id, event_id)",
+            app.tenant
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let events = |prefix: &str| -> Vec<serde_json::Value> {
+        (0..3)
+            .map(|_| serde_json::json!({"event_id": uuid::Uuid::new_v4(), "event_type": prefix}))
+            .collect()
+    };
+    let (good, bad) = (events("good"), events("bad"));
+    let (first, second) = futures_util::future::join(
+        app.post_json("/analytics/events", &serde_json::json!(good)),
+        app.post_json_as("/analytics/events", &other, &serde_json::json!(bad)),
+    )
+    .await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (202, 202)
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let arrived = clickhouse
+            .query("SELECT count() FROM user_activity")
+            .fetch_one::<u64>()
+            .await
+            .unwrap();
+        let set_aside = metric_value(
+            &app.metrics_text().await,
+            "gateway_analytics_events_total{outcome=\"quarantined\"}",
+        );
+        if arrived == 3 && set_aside == 3.0 {
+            break;
+        }
+        assert!(
+            arrived <= 3 && set_aside <= 3.0 && Instant::now() < deadline,
+            "{arrived} arrived, {set_aside} set aside"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let files: Vec<String> = std::fs::read_dir(spool.join("rejected"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(files.len(), 1, "one file, of the refused tenant");
+    for event in &bad {
+        assert!(files[0].contains(event["event_id"].as_str().unwrap()));
+    }
+    for event in &good {
+        assert!(!files[0].contains(event["event_id"].as_str().unwrap()));
+    }
+}

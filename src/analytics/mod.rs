@@ -9,6 +9,7 @@
 pub mod events;
 pub mod rejected;
 mod request_log;
+mod shipping;
 mod spool;
 
 use std::sync::Arc;
@@ -30,8 +31,10 @@ use crate::config::AnalyticsSettings;
 use crate::metrics::Metrics;
 use crate::stores::clickhouse::ClickHouse;
 use crate::stores::postgres::FileRow;
+use crate::stores::StoreError;
 use request_log::RequestLog;
-use spool::{Batch, Spool};
+use shipping::Shipment;
+use spool::Spool;
 
 /// The tables events may be shipped to: their names go into SQL text.
 const TABLES: &[&str] = &[
@@ -370,29 +373,18 @@ impl Analytics {
             if batch.events == 0 {
                 continue;
             }
-            // Until this batch is in, it is retried as it is: nothing after
-            // it goes first, so events arrive in the order accepted. Rows a
-            // reachable ClickHouse keeps refusing are set aside instead, so
-            // one bad batch cannot hold back everything behind it.
-            let mut done: Vec<&str> = Vec::new();
-            let mut refusals = 0;
-            let mut set_aside = 0;
+            // Until this batch is in, what is left of it is retried:
+            // nothing after it goes first, so events arrive in the order
+            // accepted. A piece that times out is halved; a refused piece
+            // is tried tenant by tenant, and a tenant's rows that a
+            // reachable ClickHouse keeps refusing are set aside, so neither
+            // one bad tenant nor one large batch holds back the rest.
+            let mut shipment = Shipment::of(&batch);
             loop {
                 self.report_depth(batch.oldest_accepted_ms);
-                match self.insert(&batch, &mut done).await {
+                match self.ship(&mut shipment).await {
                     Ok(()) => break,
                     Err((table, error)) => {
-                        if !error.is_unavailable() {
-                            refusals += 1;
-                        }
-                        if refusals >= REFUSALS_BEFORE_QUARANTINE {
-                            if let Some(events) = self.quarantine(&batch, table).await {
-                                done.push(table);
-                                set_aside += events;
-                                refusals = 0;
-                                continue;
-                            }
-                        }
                         tracing::warn!(%error, table, events = batch.events, retry_in_ms = backoff.as_millis() as u64,
                             "events not inserted into ClickHouse; kept in the spool");
                         tokio::time::sleep(backoff).await;
@@ -400,6 +392,7 @@ impl Analytics {
                     }
                 }
             }
+            let set_aside = shipment.set_aside;
             backoff = Duration::from_millis(200);
             let spool = self.spool.clone();
             let end = batch.end;
@@ -416,40 +409,71 @@ impl Analytics {
         }
     }
 
-    /// Inserts the batch's rows table by table, skipping the tables in
-    /// `done` and adding each that goes in; on failure, the table that failed.
-    async fn insert<'b>(
-        &self,
-        batch: &'b Batch,
-        done: &mut Vec<&'b str>,
-    ) -> Result<(), (&'b str, crate::stores::StoreError)> {
-        for (table, rows) in &batch.rows_by_table {
-            if done.contains(&table.as_str()) {
-                continue;
+    /// Inserts what is left of a shipment, piece by piece; on a failure a
+    /// retry may mend, the table that failed and why, with the shipment
+    /// updated to what is still left.
+    async fn ship(&self, shipment: &mut Shipment) -> Result<(), (&'static str, StoreError)> {
+        for (table, pieces) in &mut shipment.tables {
+            let table: &'static str = table;
+            while let Some(piece) = pieces.front_mut() {
+                let error = match self
+                    .clickhouse
+                    .insert_json_rows(table, piece.rows.clone())
+                    .await
+                {
+                    Ok(()) => {
+                        pieces.pop_front();
+                        continue;
+                    }
+                    Err(error) => error,
+                };
+                if error.is_timeout() && shipping::lines(&piece.rows) > 1 {
+                    // Too much for one insert within the bound: halve it.
+                    let (first, second) = shipping::halves(&piece.rows);
+                    let split = |rows| shipping::Piece { rows, ..*piece };
+                    let (first, second) = (split(first), split(second));
+                    pieces.pop_front();
+                    pieces.push_front(second);
+                    pieces.push_front(first);
+                    continue;
+                }
+                if error.is_unavailable() {
+                    return Err((table, error));
+                }
+                if !piece.per_tenant {
+                    let rows = piece.rows.clone();
+                    pieces.pop_front();
+                    for rows in shipping::by_tenant(&rows).into_iter().rev() {
+                        pieces.push_front(shipping::Piece {
+                            rows,
+                            refusals: 0,
+                            per_tenant: true,
+                        });
+                    }
+                    continue;
+                }
+                piece.refusals += 1;
+                if piece.refusals >= REFUSALS_BEFORE_QUARANTINE {
+                    if let Some(events) = self.quarantine(table, &piece.rows).await {
+                        shipment.set_aside += events;
+                        pieces.pop_front();
+                        continue;
+                    }
+                }
+                return Err((table, error));
             }
-            let Some(known) = TABLES.iter().find(|known| *known == table) else {
-                tracing::error!(table, "spooled events for an unknown table are skipped");
-                done.push(table);
-                continue;
-            };
-            self.clickhouse
-                .insert_json_rows(known, bytes::Bytes::copy_from_slice(rows))
-                .await
-                .map_err(|error| (table.as_str(), error))?;
-            done.push(table);
         }
         Ok(())
     }
 
-    /// Sets `table`'s rows of the batch aside in the spool's `rejected/`
-    /// folder; answers how many events, or `None` when they could not be
-    /// written (they stay queued).
-    async fn quarantine(&self, batch: &Batch, table: &str) -> Option<u64> {
-        let (_, rows) = batch.rows_by_table.iter().find(|(t, _)| t == table)?;
-        let events = rows.iter().filter(|b| **b == b'\n').count() as u64;
+    /// Sets `table`'s `rows` aside in the spool's `rejected/` folder;
+    /// answers how many events, or `None` when they could not be written
+    /// (they stay queued).
+    async fn quarantine(&self, table: &'static str, rows: &Bytes) -> Option<u64> {
+        let events = shipping::lines(rows) as u64;
         let spool = self.spool.clone();
-        let (name, rows) = (table.to_owned(), rows.clone());
-        match tokio::task::spawn_blocking(move || spool.quarantine(&name, &rows)).await {
+        let rows = rows.clone();
+        match tokio::task::spawn_blocking(move || spool.quarantine(table, &rows)).await {
             Ok(Ok(path)) => {
                 tracing::error!(table, events, path = %path.display(),
                     "ClickHouse keeps refusing these events; they are set aside for an operator");

@@ -1,6 +1,6 @@
 //! Rows ClickHouse refused for good, set aside in the spool's `rejected/`
-//! folder (one file per table and batch, JSON lines), and their replay once
-//! the cause is fixed.
+//! folder (one file per table, batch and tenant, JSON lines), and their
+//! replay once the cause is fixed.
 //!
 //! Replaying is safe to repeat: the tables keep one row per event id.
 
@@ -15,9 +15,10 @@ pub const FOLDER: &str = "rejected";
 /// another name and renamed.
 const ENDING: &str = ".jsonl";
 
-/// The file name for `table`'s rows set aside at `now_ms`.
-pub fn file_name(now_ms: u64, table: &str) -> String {
-    format!("{now_ms}-{table}{ENDING}")
+/// The file name for `table`'s rows set aside at `now_ms`; `sequence`
+/// tells apart files set aside in the same millisecond.
+pub fn file_name(now_ms: u64, sequence: u64, table: &str) -> String {
+    format!("{now_ms}-{sequence:06}-{table}{ENDING}")
 }
 
 /// One file of set-aside rows.
@@ -38,7 +39,8 @@ pub fn list(spool_dir: &Path) -> std::io::Result<Vec<RejectedFile>> {
     for entry in entries {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some((_, table)) = name.strip_suffix(ENDING).and_then(|n| n.split_once('-')) else {
+        // Table names hold no '-'; older names lack the sequence.
+        let Some((_, table)) = name.strip_suffix(ENDING).and_then(|n| n.rsplit_once('-')) else {
             continue;
         };
         files.push(RejectedFile {
@@ -78,8 +80,11 @@ mod tests {
         let folder = dir.join(FOLDER);
         std::fs::create_dir_all(&folder).unwrap();
         for name in [
-            file_name(20, "api_usage"),
-            file_name(10, "user_activity"),
+            file_name(20, 0, "api_usage"),
+            file_name(10, 1, "user_activity"),
+            file_name(10, 0, "user_activity"),
+            // As an older gateway named them.
+            "5-api_usage.jsonl".to_owned(),
             "30-user_activity.tmp".to_owned(),
             "notes.txt".to_owned(),
         ] {
@@ -90,7 +95,10 @@ mod tests {
             .into_iter()
             .map(|file| file.table)
             .collect();
-        assert_eq!(listed, ["user_activity", "api_usage"]);
+        assert_eq!(
+            listed,
+            ["user_activity", "user_activity", "api_usage", "api_usage"]
+        );
         assert!(list(&dir.join("missing")).unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -322,7 +322,9 @@ impl Spool {
     pub fn quarantine(&self, table: &str, rows: &[u8]) -> Result<PathBuf, SpoolError> {
         let folder = self.shared.dir.join(rejected::FOLDER);
         fs::create_dir_all(&folder).map_err(io_error)?;
-        let path = folder.join(rejected::file_name(now_ms(), table));
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+        let path = folder.join(rejected::file_name(now_ms(), sequence, table));
         // Written whole under a temporary name, so a replay never reads
         // half a file.
         let temporary = path.with_extension("tmp");

@@ -187,7 +187,9 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable { store, .. } => ApiError::Unavailable(store),
+            StoreError::Unavailable { store, .. } | StoreError::TimedOut { store, .. } => {
+                ApiError::Unavailable(store)
+            }
             invalid @ StoreError::InvalidValue { .. } => {
                 ApiError::bad_request("invalid_value", invalid.to_string())
             }

@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The backend answered, with an error.
     #[error("{store} refused the operation: {reason}")]
     Failed { store: StoreKind, reason: String },
+    /// The backend did not answer within the call's bound.
+    #[error("{store} gave no answer within {after_ms} ms")]
+    TimedOut { store: StoreKind, after_ms: u128 },
     /// The backend refused a value the caller sent (a string it cannot
     /// hold, a number or date out of its range): the caller's mistake.
     #[error("{store} cannot store a value of this request: {reason}")]
@@ -86,13 +89,21 @@ impl StoreError {
     pub fn store(&self) -> StoreKind {
         match self {
             StoreError::Unavailable { store, .. }
+            | StoreError::TimedOut { store, .. }
             | StoreError::Failed { store, .. }
             | StoreError::InvalidValue { store, .. } => *store,
         }
     }
 
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::TimedOut { .. }
+        )
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::TimedOut { .. })
     }
 }
 
@@ -137,10 +148,10 @@ impl CallGuard {
         let started = Instant::now();
         let result = match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::unavailable(
-                self.store,
-                format!("no answer within {} ms", timeout.as_millis()),
-            )),
+            Err(_) => Err(StoreError::TimedOut {
+                store: self.store,
+                after_ms: timeout.as_millis(),
+            }),
         };
         let outcome = match &result {
             Ok(_) => "ok",
