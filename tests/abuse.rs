@@ -857,3 +857,64 @@ async fn one_tenants_refused_rows_never_set_aside_another_tenants() {
         assert!(!files[0].contains(event["event_id"].as_str().unwrap()));
     }
 }
+
+#[tokio::test]
+async fn a_cold_board_of_many_users_is_rebuilt_once_in_parts() {
+    let app = spawn_app().await;
+    let (_, submit) = common::user_and_challenge(&app).await;
+    let challenge = submit.split('/').nth(2).unwrap().to_owned();
+    // 2,500 users with a score each, written straight into Postgres.
+    let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    let tenant = app.tenant.as_str();
+    client
+        .execute(
+            "INSERT INTO users (id, tenant_id, external_id) \
+             SELECT md5($1 || g::text)::uuid, $1, 'bulk-' || g FROM generate_series(1, 2500) g",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO submissions (id, tenant_id, challenge_id, user_id, language, status, score) \
+             SELECT md5('s' || $1 || g::text)::uuid, $1, $2::text::uuid, md5($1 || g::text)::uuid, \
+               'rust', 'passed', g FROM generate_series(1, 2500) g",
+            &[&tenant, &challenge],
+        )
+        .await
+        .unwrap();
+    let calls = |metrics: &str, operation: &str| {
+        metric_value(
+            metrics,
+            &format!(
+                "gateway_store_calls_total{{operation=\"{operation}\",outcome=\"ok\",store=\"{}\"}}",
+                if operation == "best_scores" { "postgres" } else { "redis" }
+            ),
+        )
+    };
+    let before = app.metrics_text().await;
+    let boards = futures_util::future::join_all((0..20).map(|_| async {
+        json(
+            app.get(&format!("/challenges/{challenge}/leaderboard?limit=3"))
+                .await,
+        )
+        .await
+    }))
+    .await;
+    for board in &boards {
+        assert_eq!(board["ranked_users"], 2500, "{board}");
+        assert_eq!(board["entries"][0]["score"], 2500.0, "{board}");
+        assert_ne!(board["source"], "postgres", "{board}");
+    }
+    let after = app.metrics_text().await;
+    assert_eq!(
+        calls(&after, "best_scores") - calls(&before, "best_scores"),
+        1.0,
+        "one Postgres read for twenty readers"
+    );
+    assert_eq!(
+        calls(&after, "leaderboard_rebuild") - calls(&before, "leaderboard_rebuild"),
+        3.0,
+        "merged in parts of 1,000 users"
+    );
+}

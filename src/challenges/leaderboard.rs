@@ -7,6 +7,8 @@
 //! `challenges.leaderboard_rebuild_secs`, so a score that Redis missed
 //! (Redis down when it was submitted) shows up within that time.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -16,11 +18,20 @@ use crate::stores::postgres::BestScore;
 use crate::stores::redis::Redis;
 use crate::stores::StoreError;
 
+/// Users merged into a board per script call: a long script blocks Redis
+/// for every other caller, rate-limit checks included.
+const USERS_PER_MERGE: usize = 1000;
+
+/// The boards being rebuilt by this gateway, each behind a lock its
+/// concurrent readers wait on.
+type Rebuilds = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
 #[derive(Clone)]
 pub struct Leaderboards {
     redis: Redis,
     rebuild_every: Duration,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
+    rebuilds: Arc<Rebuilds>,
 }
 
 struct Scripts {
@@ -41,12 +52,50 @@ impl Leaderboards {
         Self {
             redis,
             rebuild_every,
-            scripts: std::sync::Arc::new(Scripts {
+            scripts: Arc::new(Scripts {
                 record: redis::Script::new(include_str!("scripts/record.lua")),
                 merge: redis::Script::new(include_str!("scripts/merge.lua")),
                 top: redis::Script::new(include_str!("scripts/top.lua")),
             }),
+            rebuilds: Arc::default(),
         }
+    }
+
+    /// Runs `rebuild` for the board unless a rebuild of it is under way in
+    /// this gateway: then waits for that one and runs nothing, so a burst
+    /// of readers of a cold board costs one Postgres read and one merge.
+    pub async fn single_flight<F, Fut, T>(
+        &self,
+        tenant: &TenantId,
+        challenge: Uuid,
+        rebuild: F,
+    ) -> Option<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let (board, _) = keys(tenant, challenge);
+        let (lock, first) = {
+            let mut rebuilds = self.rebuilds.lock().unwrap_or_else(|e| e.into_inner());
+            match rebuilds.get(&board) {
+                Some(lock) => (lock.clone(), false),
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    rebuilds.insert(board.clone(), lock.clone());
+                    (lock, true)
+                }
+            }
+        };
+        let _turn = lock.lock().await;
+        if !first {
+            return None;
+        }
+        let outcome = rebuild().await;
+        self.rebuilds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&board);
+        Some(outcome)
     }
 
     pub async fn record(
@@ -96,7 +145,8 @@ impl Leaderboards {
         }))
     }
 
-    /// Merges every user's best score, as Postgres has them, into the board.
+    /// Merges every user's best score, as Postgres has them, into the
+    /// board, in parts of [`USERS_PER_MERGE`]; the last marks it built.
     pub async fn rebuild(
         &self,
         tenant: &TenantId,
@@ -104,18 +154,30 @@ impl Leaderboards {
         scores: &[BestScore],
     ) -> Result<(), StoreError> {
         let (board, mark) = keys(tenant, challenge);
-        let mut call = self.scripts.merge.prepare_invoke();
-        call.key(board)
-            .key(mark)
-            .arg(self.rebuild_every.as_millis() as u64);
-        for best in scores {
-            call.arg(best.score).arg(best.user_id.to_string());
+        // An empty board is marked built too.
+        let parts: Vec<&[BestScore]> = if scores.is_empty() {
+            vec![&[]]
+        } else {
+            scores.chunks(USERS_PER_MERGE).collect()
+        };
+        for (index, part) in parts.iter().enumerate() {
+            let last = index + 1 == parts.len();
+            let mut call = self.scripts.merge.prepare_invoke();
+            call.key(&board).key(&mark).arg(if last {
+                self.rebuild_every.as_millis() as u64
+            } else {
+                0
+            });
+            for best in *part {
+                call.arg(best.score).arg(best.user_id.to_string());
+            }
+            self.redis
+                .run("leaderboard_rebuild", |mut c| async move {
+                    call.invoke_async::<()>(&mut c).await
+                })
+                .await?;
         }
-        self.redis
-            .run("leaderboard_rebuild", |mut c| async move {
-                call.invoke_async::<()>(&mut c).await
-            })
-            .await
+        Ok(())
     }
 }
 

@@ -70,6 +70,7 @@ pub enum SubmissionOutput {
 }
 
 /// Where the leaderboard answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaderboardSource {
     Redis,
     /// Rebuilt into Redis from Postgres just now.
@@ -433,21 +434,45 @@ impl Challenges {
                 ));
             }
         }
-        let scores = self
-            .postgres
-            .best_scores(tenant.as_str(), challenge_id, REBUILD_MAX_USERS)
-            .await?;
         let rebuilt = self
             .leaderboards
-            .rebuild(tenant, challenge_id, &scores)
+            .single_flight(tenant, challenge_id, || async {
+                let scores = self
+                    .postgres
+                    .best_scores(tenant.as_str(), challenge_id, REBUILD_MAX_USERS)
+                    .await?;
+                let rebuilt = self
+                    .leaderboards
+                    .rebuild(tenant, challenge_id, &scores)
+                    .await;
+                Ok::<_, ChallengeError>((scores, rebuilt))
+            })
             .await;
-        let top = match rebuilt {
-            Ok(()) => self.leaderboards.top(tenant, challenge_id, limit).await,
-            Err(error) => Err(error),
+        let (source, fallback) = match rebuilt {
+            Some(outcome) => {
+                let (scores, rebuilt) = outcome?;
+                let source = match rebuilt {
+                    Ok(()) => LeaderboardSource::Rebuilt,
+                    Err(_) => LeaderboardSource::Postgres,
+                };
+                (source, Some(scores))
+            }
+            // Another request of this gateway just rebuilt it.
+            None => (LeaderboardSource::Redis, None),
         };
-        match top {
-            Ok(Some(standing)) => Ok((standing, LeaderboardSource::Rebuilt)),
-            Ok(None) | Err(_) => Ok((standing(scores, limit), LeaderboardSource::Postgres)),
+        match (
+            self.leaderboards.top(tenant, challenge_id, limit).await,
+            fallback,
+        ) {
+            (Ok(Some(standing)), _) if source != LeaderboardSource::Postgres => {
+                Ok((standing, source))
+            }
+            (_, Some(scores)) => Ok((standing(scores, limit), LeaderboardSource::Postgres)),
+            (_, None) => Ok((
+                self.standing_from_postgres(tenant, challenge_id, limit)
+                    .await?,
+                LeaderboardSource::Postgres,
+            )),
         }
     }
 
