@@ -605,7 +605,7 @@ async fn a_tenant_quota_is_enforced_as_the_stream_crosses_it() {
 #[tokio::test]
 async fn content_types_outside_the_allowed_list_are_refused() {
     let mut settings = stack_settings();
-    settings.files.allowed_content_types = vec!["image/png".to_owned()];
+    settings.files.allowed_content_types = vec!["image/png".to_owned(), "text/plain".to_owned()];
     let app = spawn_app_with(settings).await;
     let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
     png.extend(unique_content(64));
@@ -626,7 +626,25 @@ async fn content_types_outside_the_allowed_list_are_refused() {
         json(response).await["error"]["code"],
         "unsupported_content_type"
     );
+    // Bytes of no recognisable type declared as a type that would have been
+    // recognised: the declaration is not believed either.
+    let declared = |name: &'static str, content_type: &'static str, body: String| {
+        app.http
+            .post(app.url("/files/upload"))
+            .query(&[("name", name)])
+            .bearer_auth(&app.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let text = || format!("plain words {}", uuid::Uuid::new_v4());
+    let response = declared("fake2.png", "image/png", text()).await.unwrap();
+    assert_eq!(response.status(), 415);
     assert_eq!(app.file_rows().await, 1);
+    // A type no bytes can show (text) is taken as declared.
+    let response = declared("notes.txt", "text/plain", text()).await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(json(response).await["content_type"], "text/plain");
 }
 
 #[tokio::test]
