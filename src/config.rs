@@ -134,6 +134,8 @@ pub struct SessionSettings {
     /// Live sessions a user may hold; creating one more ends the one
     /// closest to expiry.
     pub max_sessions_per_user: u32,
+    /// Live sessions one tenant may hold at once.
+    pub max_sessions_per_tenant: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

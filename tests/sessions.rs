@@ -19,6 +19,7 @@ in_both_redis_modes!(
     the_per_user_cap_ends_the_oldest,
     bad_input_is_refused,
     tenants_and_scopes_are_enforced,
+    a_tenant_holds_at_most_its_budget_of_sessions,
 );
 
 async fn app(mode: RedisMode) -> TestApp {
@@ -404,4 +405,52 @@ async fn tenants_and_scopes_are_enforced(mode: RedisMode) {
     );
     let anonymous = app.http.get(app.url(&path)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn a_tenant_holds_at_most_its_budget_of_sessions(mode: RedisMode) {
+    let mut settings = settings_for(mode);
+    settings.sessions.max_sessions_per_tenant = 3;
+    let app = spawn_app_with(settings).await;
+    let other = app.other_tenant_key().await;
+    let attempt = |user: &str, key: &str| {
+        let body = json!({"user_id": user, "ttl_seconds": 60});
+        let key = key.to_owned();
+        let app = &app;
+        async move {
+            app.post_json_as("/session/create", &key, &body)
+                .await
+                .status()
+        }
+    };
+    let a = create(&app, "a", json!({}), 60).await;
+    let b = create(&app, "b", json!({}), 60).await;
+    create(&app, "c", json!({}), 1).await;
+    let refused = app
+        .post_json("/session/create", &json!({"user_id": "d"}))
+        .await;
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json(refused).await["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_sessions_per_tenant"));
+    // Another tenant has a budget of its own.
+    assert_eq!(attempt("d", &other).await, StatusCode::CREATED);
+    // A revoked session makes room; a rotated one still counts once.
+    assert_eq!(
+        app.delete(&format!("/session/{}", id(&a))).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(attempt("d", &app.key).await, StatusCode::CREATED);
+    let rotated = app
+        .request(Method::POST, &format!("/session/{}/rotate", id(&b)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    assert_eq!(attempt("e", &app.key).await, StatusCode::PAYLOAD_TOO_LARGE);
+    // A session that ended on its own (idle expiry) is found gone and
+    // stops counting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(attempt("e", &app.key).await, StatusCode::CREATED);
+    assert_eq!(attempt("f", &app.key).await, StatusCode::PAYLOAD_TOO_LARGE);
 }

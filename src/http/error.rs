@@ -255,7 +255,9 @@ impl From<SessionError> for ApiError {
             SessionError::Invalid(message) => {
                 ApiError::bad_request("invalid_session_request", message)
             }
-            SessionError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+            SessionError::TooLarge(message) | SessionError::OverBudget(message) => {
+                ApiError::PayloadTooLarge(message)
+            }
             SessionError::VersionMismatch { .. } => ApiError::PreconditionFailed(error.to_string()),
         }
     }

@@ -5,6 +5,7 @@
 //! session's keys and its user's index share a hash tag (see [`id`]).
 
 mod id;
+mod tenant_budget;
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ struct Scripts {
     delete: redis::Script,
     list: redis::Script,
     revoke_all: redis::Script,
+    tenant_reserve: redis::Script,
+    tenant_rename: redis::Script,
 }
 
 impl Scripts {
@@ -42,6 +45,8 @@ impl Scripts {
             delete: script(include_str!("scripts/delete.lua")),
             list: script(include_str!("scripts/list.lua")),
             revoke_all: script(include_str!("scripts/revoke_all.lua")),
+            tenant_reserve: script(include_str!("scripts/tenant_reserve.lua")),
+            tenant_rename: script(include_str!("scripts/tenant_rename.lua")),
         }
     }
 }
@@ -56,6 +61,9 @@ pub enum SessionError {
     TooLarge(String),
     #[error("the session is at version {current}, not the one given in If-Match")]
     VersionMismatch { current: u64 },
+    /// The tenant holds its most live sessions.
+    #[error("{0}")]
+    OverBudget(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -137,6 +145,7 @@ impl Sessions {
             )));
         }
         let id = SessionId::generate(tenant, user_id);
+        self.reserve(tenant, &id).await?;
         let keys = Keys::new(tenant, &id);
         let mut call = self.scripts.create.prepare_invoke();
         call.key(&keys.session)
@@ -157,12 +166,20 @@ impl Sessions {
             u64,
             i64,
             u64,
-        ) = self
+        ) = match self
             .redis
             .run("session_create", |mut c| async move {
                 call.invoke_async(&mut c).await
             })
-            .await?;
+            .await
+        {
+            Ok(created) => created,
+            Err(error) => {
+                // Not created: not counted either (a sweep would drop it).
+                let _ = self.forget(tenant, &[id.to_string()]).await;
+                return Err(error.into());
+            }
+        };
         self.count("created", 1);
         self.count("evicted", ended);
         session(
@@ -260,8 +277,13 @@ impl Sessions {
                 call.invoke_async(&mut c).await
             })
             .await?;
+        let record = record.ok_or(SessionError::NotFound)?;
         self.count("rotated", 1);
-        session(&new_id, record.ok_or(SessionError::NotFound)?)
+        if let Err(error) = self.rename(tenant, &id, &new_id).await {
+            // Counted under the old id until a sweep finds it gone.
+            tracing::warn!(%error, "rotated session not renamed in its tenant's count");
+        }
+        session(&new_id, record)
     }
 
     pub async fn delete(&self, tenant: &TenantId, id: &str) -> Result<(), SessionError> {
@@ -279,6 +301,9 @@ impl Sessions {
             return Err(SessionError::NotFound);
         }
         self.count("revoked", 1);
+        if let Err(error) = self.forget(tenant, &[id.to_string()]).await {
+            tracing::warn!(%error, "revoked session still counted for its tenant until a sweep");
+        }
         Ok(())
     }
 
