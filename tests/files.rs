@@ -192,14 +192,7 @@ async fn multipart_uploads_take_their_fields_in_any_order() {
         .text("owner", "user-1")
         .text("replication_min", "1")
         .text("replication_max", "2");
-    let response = app
-        .http
-        .post(app.url("/files/upload"))
-        .bearer_auth(&app.key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_form(form).await;
     assert_eq!(response.status(), 201);
     let meta = json(response).await;
     assert_eq!(meta["name"], "report.pdf");
@@ -499,14 +492,7 @@ async fn bad_uploads_get_400_and_leave_nothing_behind() {
             reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
         )
         .text("metadata", "[1, 2]");
-    let response = app
-        .http
-        .post(app.url("/files/upload"))
-        .bearer_auth(&app.key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_form(form).await;
     assert_bad(response, "invalid_metadata").await;
 
     assert_eq!(app.file_rows().await, 0, "a failed upload left rows behind");

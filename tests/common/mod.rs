@@ -203,6 +203,17 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// A multipart upload with the test's key.
+    pub async fn upload_form(&self, form: reqwest::multipart::Form) -> reqwest::Response {
+        self.http
+            .post(self.url("/files/upload"))
+            .bearer_auth(&self.key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// How many file rows the tenant has, pending ones included.
     pub async fn file_rows(&self) -> i64 {
         let client = postgres(&std::env::var("DATABASE_URL").expect("stack env")).await;

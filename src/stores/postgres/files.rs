@@ -539,21 +539,13 @@ impl Postgres {
         expiry: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let seconds = expiry.as_secs_f64();
-        self.guard
-            .run("stale_pending_files", async {
-                let client = self.client().await?;
-                let rows = client
-                    .query(
-                        "SELECT id FROM file_metadata WHERE state = 'writing' \
-                         AND created_at < now() - make_interval(secs => $1) LIMIT $2",
-                        &[&seconds, &limit],
-                    )
-                    .await
-                    .map_err(query_error)?;
-                Ok(rows.iter().map(|row| row.get(0)).collect())
-            })
-            .await
+        self.column(
+            "stale_pending_files",
+            "SELECT id FROM file_metadata WHERE state = 'writing' \
+             AND created_at < now() - make_interval(secs => $1) LIMIT $2",
+            &[&expiry.as_secs_f64(), &limit],
+        )
+        .await
     }
 
     /// Blobs left `unpinning` for longer than `grace` (the gateway that
@@ -563,36 +555,26 @@ impl Postgres {
         grace: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let seconds = grace.as_secs_f64();
-        self.guard
-            .run("blobs_to_unpin", async {
-                let client = self.client().await?;
-                let rows = client
-                    .query(
-                        "SELECT cid FROM ipfs_blobs WHERE pin_state = 'unpinning' \
-                         AND ref_count = 0 AND updated_at < now() - make_interval(secs => $1) \
-                         ORDER BY updated_at LIMIT $2",
-                        &[&seconds, &limit],
-                    )
-                    .await
-                    .map_err(query_error)?;
-                Ok(rows.iter().map(|row| row.get(0)).collect())
-            })
-            .await
+        self.column(
+            "blobs_to_unpin",
+            "SELECT cid FROM ipfs_blobs WHERE pin_state = 'unpinning' \
+             AND ref_count = 0 AND updated_at < now() - make_interval(secs => $1) \
+             ORDER BY updated_at LIMIT $2",
+            &[&grace.as_secs_f64(), &limit],
+        )
+        .await
     }
 
     /// Which of `cids` have a blob row.
     pub async fn known_blobs(&self, cids: &[String]) -> Result<HashSet<String>, StoreError> {
-        self.guard
-            .run("known_blobs", async {
-                let client = self.client().await?;
-                let rows = client
-                    .query("SELECT cid FROM ipfs_blobs WHERE cid = ANY($1)", &[&cids])
-                    .await
-                    .map_err(query_error)?;
-                Ok(rows.iter().map(|row| row.get(0)).collect())
-            })
-            .await
+        let known: Vec<String> = self
+            .column(
+                "known_blobs",
+                "SELECT cid FROM ipfs_blobs WHERE cid = ANY($1)",
+                &[&cids],
+            )
+            .await?;
+        Ok(known.into_iter().collect())
     }
 
     /// Locks a blob row; false when there is none.

@@ -126,6 +126,25 @@ impl Postgres {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
+
+    /// The first column of every row `sql` answers, as one guarded call.
+    async fn column<T>(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        self.guard
+            .run(operation, async {
+                let client = self.client().await?;
+                let rows = client.query(sql, params).await.map_err(query_error)?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+            .await
+    }
 }
 
 fn pool_error(error: PoolError) -> StoreError {
