@@ -1,7 +1,7 @@
 # Shared by the benchmarks under bench/: the running stack, a release
 # gateway of their own, a scratch folder. Sourced after common.sh.
 #
-#   bench_setup                     stack up, env, release build, $work
+#   bench_setup                     stack up, env, release build (or $GATEWAY_BIN), $work
 #   start_gateway PORT [ARGS...]    (re)start the gateway: `serve ARGS` on PORT
 #   stop_gateway
 #   cpu_ms PID                      CPU time (user + system, ms) PID has used
@@ -9,9 +9,14 @@
 bench_setup() {
   scripts/stack up
   eval "$(scripts/stack env)"
-  log "building the gateway (release)"
-  cargo build --locked --release --quiet
-  gateway_bin="$REPO_ROOT/target/release/storage-gateway"
+  # GATEWAY_BIN names another build to measure (an older one, to compare).
+  if [ -n "${GATEWAY_BIN:-}" ]; then
+    gateway_bin=$GATEWAY_BIN
+  else
+    log "building the gateway (release)"
+    cargo build --locked --release --quiet
+    gateway_bin="$REPO_ROOT/target/release/storage-gateway"
+  fi
   gateway_pid=""
   work=$(mktemp -d)
 }
