@@ -220,6 +220,8 @@ pub struct Files {
     settings: Arc<FilesSettings>,
     metrics: Arc<Metrics>,
     admission: Admission,
+    /// When the reconciler last looked for orphan pins (Unix seconds).
+    last_orphan_sweep: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Files {
@@ -234,6 +236,7 @@ impl Files {
             settings: Arc::new(settings),
             metrics,
             admission,
+            last_orphan_sweep: Arc::default(),
         }
     }
 

@@ -47,7 +47,9 @@ impl Files {
             .with_label_values(&["unpin_finished"])
             .inc_by(report.unpins_finished);
 
-        report.orphan_pins_removed = self.remove_orphan_pins().await?;
+        if self.orphan_sweep_due() {
+            report.orphan_pins_removed = self.remove_orphan_pins().await?;
+        }
         metrics
             .with_label_values(&["orphan_pin_removed"])
             .inc_by(report.orphan_pins_removed);
@@ -91,6 +93,23 @@ impl Files {
                 .set(count);
         }
         Ok(report)
+    }
+
+    /// Whether to look for orphan pins this pass: listing every pin of the
+    /// Cluster is not free, and orphans only matter once older than the
+    /// grace, so the sweep runs about four times per grace period.
+    fn orphan_sweep_due(&self) -> bool {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let every = self.settings.orphan_pin_grace_secs / 4;
+        let last = self
+            .last_orphan_sweep
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < every {
+            return false;
+        }
+        self.last_orphan_sweep
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// Unpins the gateway's pins (known by their name) that no blob row
