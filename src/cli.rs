@@ -99,10 +99,11 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate(settings).await,
         Command::Keys(command) => keys(settings, command).await,
         Command::Events(EventsCommand::ReplayRejected) => replay_rejected(settings).await,
-        Command::Openapi => crate::http::openapi::document()
-            .to_pretty_json()
-            .map(|text| println!("{text}"))
-            .map_err(|e| e.to_string()),
+        Command::Openapi => {
+            serde_json::to_string_pretty(&crate::http::openapi::document_for(&settings))
+                .map(|text| println!("{text}"))
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

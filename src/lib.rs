@@ -19,3 +19,4 @@ pub mod sessions;
 pub mod startup;
 pub mod stores;
 pub mod telemetry;
+pub mod whole_number;

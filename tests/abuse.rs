@@ -149,21 +149,41 @@ async fn a_refused_upload_leaves_no_pin_and_no_row() {
 
 #[tokio::test]
 async fn an_upload_that_outlives_its_pending_row_is_rolled_back_whole() {
-    let mut settings = stack_settings();
-    settings.files.pending_expiry_secs = 0;
-    settings.files.reconcile_interval_secs = 1;
-    let app = spawn_app_with(settings).await;
+    let app = spawn_app().await;
     let content = format!("slow {}", uuid::Uuid::new_v4());
     let cid = cid_of(content.as_bytes()).await;
-    // The body arrives after the reconciler has rolled the upload back.
+    // The body's last byte arrives only after the pending row is gone, as
+    // the reconciler leaves it once files.pending_expiry_secs has passed
+    // (done here by hand, for this tenant alone: every gateway's reconciler
+    // sweeps every tenant, and other tests upload meanwhile).
+    let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
     let body = futures_util::stream::once(async move {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let _ = receiver.await;
         Ok::<_, std::io::Error>(Bytes::from(content))
     });
-    let response = app
-        .upload(&[("name", "slow.txt")], reqwest::Body::wrap_stream(body))
-        .await;
-    assert!(response.status().is_server_error(), "{}", response.status());
+    let upload = app.upload(&[("name", "slow.txt")], reqwest::Body::wrap_stream(body));
+    let expire = async {
+        let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let expired = client
+                .execute(
+                    "DELETE FROM file_metadata WHERE tenant_id = $1 AND state = 'writing'",
+                    &[&app.tenant.as_str()],
+                )
+                .await
+                .unwrap();
+            if expired == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the upload never began");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sender.send(()).unwrap();
+    };
+    let (response, ()) = futures_util::future::join(upload, expire).await;
+    assert_eq!(response.status(), 408);
+    assert_eq!(json(response).await["error"]["code"], "upload_expired");
     assert_eq!(app.file_rows().await, 0);
     assert!(!cluster_pins(&cid).await, "no pin of {cid}");
 }

@@ -419,18 +419,20 @@ async fn bad_uploads_get_400_and_leave_nothing_behind() {
         let body = json(response).await;
         assert_eq!(body["error"]["code"], code, "{body}");
     };
-    assert_bad(app.get("/files/not-a-cid").await, "invalid_cid").await;
-    assert_bad(app.get("/files/not-a-cid/download").await, "invalid_cid").await;
+    // Text that is no CID names no file, and the message says why.
+    for path in ["/files/not-a-cid", "/files/not-a-cid/download"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], "not_found");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid CID"));
+    }
 
     let no_file = reqwest::multipart::Form::new().text("name", "x");
-    let response = app
-        .http
-        .post(app.url("/files/upload"))
-        .bearer_auth(&app.key)
-        .multipart(no_file)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_form(no_file).await;
     assert_bad(response, "invalid_multipart").await;
 
     let two_files = reqwest::multipart::Form::new()

@@ -248,3 +248,57 @@ fn templates_cover_their_paths() {
     assert!(!covers("/session/{id}/rotate", "/session/p1"));
     assert_eq!(concrete("/cache/get/{key:.+}"), "/cache/get/p1");
 }
+
+/// Requests generated from the served document itself (schemathesis,
+/// installed by the project's scripts): every request the document allows
+/// is accepted, and every answer matches the document, status, content type
+/// and schema. `tests/schemathesis.toml` lists the few rules no schema can
+/// state. Two things are left out: revoking API keys (the generated calls
+/// would revoke the key the run uses), and the check that requests the
+/// document forbids are refused (the document states ASCII text where the
+/// server also takes other characters within a byte limit).
+#[tokio::test]
+async fn requests_generated_from_the_document_are_accepted_and_answered_as_documented() {
+    let st = std::env::var("SCHEMATHESIS")
+        .expect("SCHEMATHESIS names schemathesis's `st`: run through scripts/test");
+    let mut settings = common::stack_settings();
+    // The document states what this stack can do: three Cluster peers.
+    settings.files.replication_max_allowed = 3;
+    // `wait=pinned` answers 202 once this passes, well inside the request
+    // timeout of tests/schemathesis.toml.
+    settings.files.pin_wait_max_secs = 5;
+    let app = common::spawn_app_with(settings).await;
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+    let mut command = std::process::Command::new(&st);
+    command
+        .args(["--no-color", "--config-file", config, "run"])
+        .arg(app.url("/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {}", app.key)])
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "negative_data_rejection",
+        ])
+        .args(["--exclude-path", "/admin/keys/{id}"])
+        .args([
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261201",
+            "--workers",
+            "1",
+        ]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("schemathesis runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found requests the document allows that the gateway refused, \
+         or answers the document does not describe:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains(" passed"), "{report}");
+}

@@ -16,6 +16,9 @@ CLUSTER_VERSION="v1.1.6"
 KUBO_GO_TOOLCHAIN="go1.25.9"
 KUBO_BIN_DIR="$TOOLS_CACHE/bin/kubo-$KUBO_VERSION"
 CLUSTER_BIN_DIR="$TOOLS_CACHE/bin/ipfs-cluster-$CLUSTER_VERSION"
+# Property-based tests of the API description, from PyPI into a venv.
+SCHEMATHESIS_VERSION="4.32.5"
+SCHEMATHESIS_DIR="$TOOLS_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
 
 # Every port of the stack, shifted together by STACK_PORT_OFFSET so two
 # checkouts can run side by side. None is a service's default port.

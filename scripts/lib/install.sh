@@ -1,6 +1,6 @@
 # Installs what the local stack needs and is missing. Sourced after common.sh.
 
-DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client prometheus python3 python3-yaml curl)
+DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client prometheus python3 python3-venv python3-yaml curl)
 
 # ensure_debian_packages [PACKAGE...]: the stack's packages when none are named.
 ensure_debian_packages() {
@@ -64,8 +64,22 @@ ensure_go_tools() {
     github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-ctl
 }
 
+# schemathesis, pinned, in a virtual environment of its own (the tests run
+# its `st` from there).
+ensure_schemathesis() {
+  [ -x "$SCHEMATHESIS_DIR/bin/st" ] && return 0
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_DIR"
+  rm -rf "$SCHEMATHESIS_DIR"
+  python3 -m venv "$SCHEMATHESIS_DIR" ||
+    die "python3 -m venv failed (Debian needs python3-venv)"
+  "$SCHEMATHESIS_DIR/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" \
+    >"$TOOLS_CACHE/schemathesis.log" 2>&1 ||
+    { tail -n 20 "$TOOLS_CACHE/schemathesis.log" >&2; die "installing schemathesis failed"; }
+}
+
 ensure_installed() {
   mkdir -p "$TOOLS_CACHE"
   ensure_debian_packages
   ensure_go_tools
+  ensure_schemathesis
 }

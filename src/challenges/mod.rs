@@ -53,6 +53,7 @@ pub struct SubmissionInput {
     pub code: String,
     pub status: Option<String>,
     pub score: Option<f64>,
+    #[serde(default, deserialize_with = "crate::whole_number::option_i32")]
     pub runtime_ms: Option<i32>,
     pub output: Option<String>,
 }

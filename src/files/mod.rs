@@ -62,6 +62,8 @@ pub enum FilesError {
     InUse(String),
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+    #[error("the upload took longer than files.pending_expiry_secs and was rolled back")]
+    Expired,
 }
 
 impl FilesError {
@@ -206,6 +208,27 @@ impl ContentSink {
     }
 }
 
+/// Rolls an upload back when dropped while still armed.
+struct RollBackOnDrop {
+    files: Files,
+    pending: Option<Uuid>,
+}
+
+impl RollBackOnDrop {
+    fn disarm(mut self) {
+        self.pending = None;
+    }
+}
+
+impl Drop for RollBackOnDrop {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let files = self.files.clone();
+            tokio::spawn(async move { files.roll_back(pending).await });
+        }
+    }
+}
+
 /// The Cluster's name for a pin of the gateway: the prefix, then the first
 /// upload's file name (shortened), for an operator looking at the Cluster.
 fn pin_name(name: &str) -> String {
@@ -262,6 +285,12 @@ impl Files {
     {
         let _slot = self.admission.upload_slot()?;
         let (pending, limit) = self.reserve(tenant, expected_bytes).await?;
+        // A client that goes away drops this future mid-upload: the guard
+        // rolls the upload back then, rather than leaving it to expire.
+        let guard = RollBackOnDrop {
+            files: self.clone(),
+            pending: Some(pending),
+        };
         let sink = ContentSink {
             files: self.clone(),
             limit,
@@ -271,6 +300,7 @@ impl Files {
             self.commit(pending, &content, &details).await
         }
         .await;
+        guard.disarm();
         match outcome {
             Ok(file) => {
                 self.metrics
@@ -392,12 +422,7 @@ impl Files {
                 },
             )
             .await?
-            .ok_or_else(|| {
-                FilesError::Store(StoreError::failed(
-                    crate::stores::StoreKind::Postgres,
-                    "the upload took longer than files.pending_expiry_secs and was rolled back",
-                ))
-            })?;
+            .ok_or(FilesError::Expired)?;
         if claim.needs_pin {
             self.stores
                 .cluster

@@ -48,6 +48,9 @@ pub enum ApiError {
     /// 413: a body or value over its configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 408: the request took longer than the server keeps its state.
+    #[error("{message}")]
+    RequestTimeout { code: &'static str, message: String },
     /// 412: an `If-Match` precondition does not hold.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout { code, .. } => code,
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
             ApiError::PreconditionRequired(_) => "precondition_required",
@@ -130,6 +134,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
@@ -222,6 +227,10 @@ impl From<FilesError> for ApiError {
             FilesError::NotFound(_) => ApiError::NotFound(error.to_string()),
             FilesError::InUse(message) => ApiError::Conflict(message),
             FilesError::Overloaded(overloaded) => overloaded.into(),
+            FilesError::Expired => ApiError::RequestTimeout {
+                code: "upload_expired",
+                message: error.to_string(),
+            },
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP layer: routes by resource, middleware and the error mapping.
 
+mod bounds;
 pub mod error;
 mod form;
 pub mod idle;
@@ -31,6 +32,7 @@ pub fn app(
     let json_limit = state.settings.server.json_body_limit_bytes;
     let cache_settings = state.settings.cache.clone();
     let max_submission_bytes = state.settings.challenges.max_submission_bytes;
+    let settings = state.settings.clone();
     App::new()
         .app_data(state)
         .app_data(extractors::json_config(json_limit))
@@ -44,7 +46,7 @@ pub fn app(
         // Open to all: liveness, readiness and metrics.
         .configure(routes::health::configure)
         .configure(routes::metrics::configure)
-        .configure(openapi::configure)
+        .configure(|cfg| openapi::configure(cfg, &settings))
         // Everything else needs an API key.
         .service(
             web::scope("")

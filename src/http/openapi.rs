@@ -14,6 +14,7 @@ use utoipa_redoc::{Redoc, Servable};
 
 use super::resource;
 use super::routes;
+use crate::config::Settings;
 
 /// Paths anyone may call; every other one needs an API key.
 pub const OPEN_PATHS: &[&str] = &["/health", "/ready", "/metrics", "/openapi.json"];
@@ -127,15 +128,32 @@ fn document_path(actix_path: &str) -> String {
     out
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/openapi.json").route(web::get().to(openapi_json)))
-        .service(Redoc::with_url("/docs", document().clone()));
+/// The document as this gateway serves it: with the bounds its settings
+/// enforce.
+pub fn document_for(settings: &Settings) -> serde_json::Value {
+    let mut document =
+        serde_json::to_value(document()).expect("the OpenAPI document serialises to JSON");
+    super::bounds::apply(&mut document, settings);
+    document
 }
+
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    let document = web::Data::new(ServedDocument(document_for(settings)));
+    cfg.service(
+        resource("/openapi.json")
+            .app_data(document.clone())
+            .route(web::get().to(openapi_json)),
+    )
+    .service(Redoc::with_url("/docs", document.0.clone()));
+}
+
+/// The document with this gateway's bounds, built once at start-up.
+struct ServedDocument(serde_json::Value);
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value)))]
-async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+async fn openapi_json(document: web::Data<ServedDocument>) -> HttpResponse {
+    HttpResponse::Ok().json(&document.0)
 }
 
 /// Adds the security schemes, and to each operation its key requirement
@@ -237,6 +255,16 @@ mod tests {
             "/files/{cid}/download"
         );
         assert_eq!(document_path("/a:b/{x:[0-9]+}/c"), "/a:b/{x}/c");
+    }
+
+    #[test]
+    fn the_default_bounds_apply_to_the_document() {
+        let settings = Settings::load(None).unwrap();
+        let served = document_for(&settings);
+        let key = &served["components"]["schemas"]["Set"]["properties"]["key"];
+        assert_eq!(key["pattern"], "^[\\x20-\\x7e]{1,512}$");
+        let id = &served["paths"]["/session/{id}"]["get"]["parameters"][0]["schema"];
+        assert_eq!(id["pattern"], "^[0-9a-f]{64}$");
     }
 
     #[test]

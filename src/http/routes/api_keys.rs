@@ -10,7 +10,7 @@ use crate::http::resource;
 use crate::startup::AppState;
 
 /// Bound on a key's display name.
-const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/auth/whoami").route(web::get().to(whoami)))

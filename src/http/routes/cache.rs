@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &CacheSettings) {
 struct Set {
     key: String,
     value: serde_json::Value,
+    #[serde(default, deserialize_with = "crate::whole_number::option_u64")]
     ttl_seconds: Option<u64>,
 }
 

@@ -67,7 +67,7 @@ struct UploadFields {
     declared_type: Option<String>,
 }
 
-#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning); 202 with ?wait=pinned when the wait ran out", body = FileResponse)))]
+#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning)", body = FileResponse), (status = 202, description = "Stored; with ?wait=pinned, the wait ran out before replication_min peers held the pin", body = FileResponse), (status = 408, description = "The upload took longer than files.pending_expiry_secs (upload_expired)"), (status = 415, description = "A content type outside files.allowed_content_types")))]
 async fn upload(
     principal: Principal,
     state: web::Data<AppState>,
@@ -385,8 +385,9 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// A path's CID. Text that is no CID names no file: 404, saying why.
 fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
-    ContentId::parse(raw).map_err(|e| ApiError::bad_request("invalid_cid", e.to_string()))
+    ContentId::parse(raw).map_err(|e| ApiError::NotFound(format!("no such file: {e}")))
 }
 
 #[utoipa::path(get, path = "/files/{cid}", tag = "files", summary = "A file's metadata and live pin status", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The file", body = FileResponse)))]

@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 struct Check {
     key: String,
     policy: Option<String>,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::whole_number::u64")]
     cost: u64,
 }
 

@@ -35,6 +35,7 @@ struct Create {
     user_id: String,
     #[serde(default = "empty_object")]
     data: serde_json::Value,
+    #[serde(default, deserialize_with = "crate::whole_number::option_u64")]
     ttl_seconds: Option<u64>,
 }
 
