@@ -271,6 +271,8 @@ async fn requests_generated_from_the_document_are_accepted_and_answered_as_docum
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     let mut command = std::process::Command::new(&st);
     command
+        // Its cache of found failures stays with the tests' scratch files.
+        .current_dir(std::env::temp_dir())
         .args(["--no-color", "--config-file", config, "run"])
         .arg(app.url("/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {}", app.key)])
