@@ -300,15 +300,11 @@ fn bodies(document: &mut Value, settings: &Settings) {
         },
         "additionalProperties": false,
     });
-    if let Some(content) = operation(document, "/files/upload", "post")
-        .and_then(|op| op.pointer_mut("/requestBody/content"))
-    {
+    if let Some(content) = request_content(document, "/files/upload", "post") {
         content["application/octet-stream"] = json!({"schema": binary});
         content["multipart/form-data"] = json!({"schema": upload_form});
     }
-    if let Some(content) = operation(document, "/challenges/{id}/submissions", "post")
-        .and_then(|op| op.pointer_mut("/requestBody/content"))
-    {
+    if let Some(content) = request_content(document, "/challenges/{id}/submissions", "post") {
         content["multipart/form-data"] = json!({"schema": {
             "type": "object",
             "required": ["submission"],
@@ -336,9 +332,7 @@ fn bodies(document: &mut Value, settings: &Settings) {
         "additionalProperties": false,
     });
     let max_events = settings.analytics.max_events_per_request;
-    if let Some(content) = operation(document, "/analytics/events", "post")
-        .and_then(|op| op.pointer_mut("/requestBody/content"))
-    {
+    if let Some(content) = request_content(document, "/analytics/events", "post") {
         content["application/json"] = json!({"schema": {"oneOf": [
             event,
             {"type": "array", "minItems": 1, "maxItems": max_events, "items": event},
@@ -354,6 +348,10 @@ fn bodies(document: &mut Value, settings: &Settings) {
             }
         }
     }
+}
+
+fn request_content<'a>(document: &'a mut Value, path: &str, method: &str) -> Option<&'a mut Value> {
+    operation(document, path, method)?.pointer_mut("/requestBody/content")
 }
 
 fn operation<'a>(document: &'a mut Value, path: &str, method: &str) -> Option<&'a mut Value> {
