@@ -80,6 +80,31 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub dashboards: DashboardSettings,
     pub challenges: ChallengeSettings,
+    pub links: LinkSettings,
+    pub browser: BrowserSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSettings {
+    /// Signing keys by id; links carry the id of the key that signed them.
+    pub keys: BTreeMap<String, SecretString>,
+    /// The key new links are signed with; "" turns links off.
+    pub signing_key: String,
+    /// Lifetime of a link when none is asked, and the longest allowed, in seconds.
+    pub default_ttl_secs: u64,
+    pub max_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserSettings {
+    /// Origins each tenant's pages may call from.
+    pub cors_origins: BTreeMap<String, Vec<String>>,
+    /// How long a browser may remember a preflight's answer, in seconds.
+    pub cors_max_age_secs: u64,
+    /// Serve the upload/download page at /console.
+    pub console: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,6 +315,10 @@ pub struct FilesSettings {
     /// A gateway pin (named `storage-gateway:...`) no stored file owns is
     /// removed once it is this old, in seconds.
     pub orphan_pin_grace_secs: u64,
+    /// A resumable upload not finished this long after its creation expires, in seconds.
+    pub tus_expiry_secs: u64,
+    /// Resumable uploads one tenant may have open at once.
+    pub max_open_uploads_per_tenant: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,6 +346,9 @@ pub struct ServerSettings {
     /// Longest a request body or a download may stall (no byte moving), in
     /// seconds, before the request is dropped.
     pub idle_timeout_secs: u64,
+    /// The gateway's address as browsers reach it, for the links it hands
+    /// out; "" takes it from each request's Host.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +503,9 @@ impl Settings {
             ("cluster.url", &self.cluster.url),
         ] {
             check_http_url(key, value)?;
+        }
+        if !self.server.public_url.is_empty() {
+            check_http_url("server.public_url", &self.server.public_url)?;
         }
         if self.clickhouse.database.is_empty()
             || !self

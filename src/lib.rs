@@ -13,6 +13,7 @@ pub mod config;
 pub mod dashboards;
 pub mod files;
 pub mod http;
+pub mod links;
 pub mod metrics;
 pub mod rate_limit;
 pub mod sessions;

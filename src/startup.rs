@@ -17,6 +17,8 @@ use crate::config::Settings;
 use crate::dashboards::Dashboards;
 use crate::files::Files;
 use crate::http;
+use crate::http::cors::CorsPolicy;
+use crate::links::LinkSigner;
 use crate::metrics::Metrics;
 use crate::rate_limit::{RateLimitError, RateLimiter};
 use crate::sessions::Sessions;
@@ -38,12 +40,16 @@ pub struct AppState {
     pub challenges: Challenges,
     pub metrics: Arc<Metrics>,
     pub admission: Admission,
+    pub links: LinkSigner,
+    pub cors: CorsPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot prepare the stores: {0}")]
     Store(#[from] StoreError),
+    #[error("invalid browser settings: {0}")]
+    Browser(String),
     #[error("invalid rate-limit policies: {0}")]
     RateLimit(#[from] RateLimitError),
     #[error("cannot open the event spool in {dir}: {source}")]
@@ -102,6 +108,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let links = LinkSigner::from_settings(&settings.links)
+            .map_err(|e| StartupError::Browser(e.to_string()))?;
+        let cors = CorsPolicy::from_settings(&settings.browser).map_err(StartupError::Browser)?;
         let metrics = Metrics::new();
         let stores = Stores::new(&settings, metrics.clone())?;
         let schema_changes = prepare_schemas(&stores).await?;
@@ -159,6 +168,8 @@ impl Application {
             stores,
             metrics,
             admission,
+            links,
+            cors,
         };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {

@@ -489,65 +489,6 @@ async fn a_stalled_upload_body_is_dropped_and_rolled_back() {
     drop(sender);
 }
 
-/// A gateway in a process of its own, so its memory can be measured.
-struct GatewayProcess {
-    child: std::process::Child,
-    base: String,
-}
-
-impl GatewayProcess {
-    fn start(env: &[(&str, String)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_storage-gateway"));
-        command
-            .arg("serve")
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .env(
-                "GATEWAY__ANALYTICS__SPOOL_DIR",
-                common::temp_dir("rss-spool"),
-            )
-            .stdout(std::process::Stdio::null());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        Self {
-            child: command.spawn().expect("the binary starts"),
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_until_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{}/health", self.base)).await.is_err() {
-            assert!(Instant::now() < deadline, "the gateway did not start");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Peak resident memory so far, in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc");
-        kib * 1024
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An NDJSON body of about `total` bytes of valid events, made as it is
 /// sent, and its exact length.
 fn event_body(total: usize) -> (reqwest::Body, usize) {
@@ -565,7 +506,7 @@ fn event_body(total: usize) -> (reqwest::Body, usize) {
 async fn eight_large_event_bodies_at_once_stay_within_memory_and_other_tenants_are_served() {
     let app = spawn_app().await;
     let other = app.other_tenant_key().await;
-    let gateway = GatewayProcess::start(&[]);
+    let gateway = common::GatewayProcess::start(&[]);
     gateway.wait_until_serving().await;
     let start_rss = gateway.peak_rss();
     let client = reqwest::Client::builder()

@@ -10,7 +10,8 @@ use serde_json::Value;
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
 /// A concrete path for an actix path pattern: each `{name}` or
-/// `{name:regex}` segment becomes `p1`.
+/// `{name:regex}` segment becomes `a1`, which the patterns in use (any
+/// text, hex digits) all match.
 fn concrete(pattern: &str) -> String {
     let mut out = String::new();
     let mut depth = 0;
@@ -18,7 +19,7 @@ fn concrete(pattern: &str) -> String {
         match c {
             '{' => {
                 if depth == 0 {
-                    out.push_str("p1");
+                    out.push_str("a1");
                 }
                 depth += 1;
             }
@@ -243,10 +244,11 @@ async fn documented_response_schemas_match_real_answers() {
 
 #[test]
 fn templates_cover_their_paths() {
-    assert!(covers("/cache/{key}", "/cache/get/p1"));
-    assert!(covers("/files/{cid}/download", "/files/p1/download"));
-    assert!(!covers("/session/{id}/rotate", "/session/p1"));
-    assert_eq!(concrete("/cache/get/{key:.+}"), "/cache/get/p1");
+    assert!(covers("/cache/{key}", "/cache/get/a1"));
+    assert!(covers("/files/{cid}/download", "/files/a1/download"));
+    assert!(!covers("/session/{id}/rotate", "/session/a1"));
+    assert_eq!(concrete("/cache/get/{key:.+}"), "/cache/get/a1");
+    assert_eq!(concrete("/files/tus/{id:[0-9a-fA-F-]+}"), "/files/tus/a1");
 }
 
 /// Requests generated from the served document itself (schemathesis,
@@ -267,12 +269,23 @@ async fn requests_generated_from_the_document_are_accepted_and_answered_as_docum
     // `wait=pinned` answers 202 once this passes, well inside the request
     // timeout of tests/schemathesis.toml.
     settings.files.pin_wait_max_secs = 5;
+    // Links are on, so their operations answer as documented rather than 501.
+    settings.links.keys = [(
+        "k1".to_owned(),
+        "a-signing-secret-of-at-least-32-bytes".to_owned().into(),
+    )]
+    .into();
+    settings.links.signing_key = "k1".into();
     let app = common::spawn_app_with(settings).await;
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     let mut command = std::process::Command::new(&st);
     command
         // Its cache of found failures stays with the tests' scratch files.
         .current_dir(std::env::temp_dir())
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis_hooks.py"),
+        )
         .args(["--no-color", "--config-file", config, "run"])
         .arg(app.url("/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {}", app.key)])

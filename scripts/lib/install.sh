@@ -1,6 +1,6 @@
 # Installs what the local stack needs and is missing. Sourced after common.sh.
 
-DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client prometheus python3 python3-venv python3-yaml curl)
+DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client prometheus python3 python3-venv python3-yaml curl chromium)
 
 # ensure_debian_packages [PACKAGE...]: the stack's packages when none are named.
 ensure_debian_packages() {
@@ -77,9 +77,23 @@ ensure_schemathesis() {
     { tail -n 20 "$TOOLS_CACHE/schemathesis.log" >&2; die "installing schemathesis failed"; }
 }
 
+# The Node clients the tests drive (tus-js-client, playwright-core), at the
+# versions tests/browser/package-lock.json pins; reinstalled when it changes.
+ensure_browser_clients() {
+  local dir="$REPO_ROOT/tests/browser" stamp
+  stamp="$dir/node_modules/.installed-$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  command -v npm >/dev/null || ensure_debian_packages nodejs npm
+  log "installing the tests' Node clients (npm ci in tests/browser)"
+  (cd "$dir" && npm ci --no-audit --no-fund >"$TOOLS_CACHE/npm.log" 2>&1) ||
+    { tail -n 20 "$TOOLS_CACHE/npm.log" >&2; die "npm ci failed in tests/browser"; }
+  touch "$stamp"
+}
+
 ensure_installed() {
   mkdir -p "$TOOLS_CACHE"
   ensure_debian_packages
   ensure_go_tools
   ensure_schemathesis
+  ensure_browser_clients
 }

@@ -4,6 +4,9 @@
 pub mod byte_range;
 pub mod content_id;
 mod reconciler;
+mod running_hash;
+pub mod tus;
+pub mod unixfs;
 
 pub use reconciler::ReconcileReport;
 
@@ -64,6 +67,18 @@ pub enum FilesError {
     Overloaded(#[from] Overloaded),
     #[error("the upload took longer than files.pending_expiry_secs and was rolled back")]
     Expired,
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("the tenant has {limit} resumable uploads open already; finish or terminate one")]
+    TooManyUploads { limit: i64 },
+    #[error("{0}")]
+    Locked(String),
+    #[error("Upload-Offset is {got} but the upload has {expected} bytes; resume from {expected}")]
+    OffsetMismatch { expected: u64, got: u64 },
+    #[error("the upload link was used already")]
+    LinkUsed,
+    #[error("the part's bytes do not have the SHA-256 of Upload-Checksum; nothing of it was kept")]
+    ChecksumMismatch,
 }
 
 impl FilesError {
@@ -102,7 +117,7 @@ pub struct ReceivedContent {
 }
 
 /// What a caller says about an upload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UploadDetails {
     pub name: String,
     pub owner: Option<String>,
@@ -297,7 +312,7 @@ impl Files {
         };
         let outcome = async {
             let (content, details) = read(sink).await?;
-            self.commit(pending, &content, &details).await
+            self.commit(pending, &content, &details, &[]).await
         }
         .await;
         guard.disarm();
@@ -377,10 +392,13 @@ impl Files {
     /// The type a file is stored with: recognised from its first bytes, else
     /// as declared. With an allow-list, a declared type that would have
     /// been recognised (an image, an archive) but was not is not believed.
+    /// `bound`, when not empty, narrows the types further (a signed upload
+    /// link's).
     fn content_type(
         &self,
         content: &ReceivedContent,
         details: &UploadDetails,
+        bound: &[String],
     ) -> Result<String, FilesError> {
         let allowed = &self.settings.allowed_content_types;
         let declared = details
@@ -391,8 +409,10 @@ impl Files {
             .sniffed_type
             .or(declared)
             .unwrap_or("application/octet-stream");
-        if !allowed.is_empty() && !allowed.iter().any(|t| t.eq_ignore_ascii_case(content_type)) {
-            return Err(FilesError::UnsupportedType(content_type.to_owned()));
+        for list in [allowed.as_slice(), bound] {
+            if !list.is_empty() && !list.iter().any(|t| t.eq_ignore_ascii_case(content_type)) {
+                return Err(FilesError::UnsupportedType(content_type.to_owned()));
+            }
         }
         Ok(content_type.to_owned())
     }
@@ -404,8 +424,9 @@ impl Files {
         pending: Uuid,
         content: &ReceivedContent,
         details: &UploadDetails,
+        bound_types: &[String],
     ) -> Result<FileRow, FilesError> {
-        let content_type = self.content_type(content, details)?;
+        let content_type = self.content_type(content, details, bound_types)?;
         let size = i64::try_from(content.size).map_err(|_| FilesError::TooLarge {
             limit: i64::MAX as u64,
         })?;

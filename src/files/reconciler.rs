@@ -19,13 +19,20 @@ pub struct ReconcileReport {
     pub orphan_pins_removed: u64,
     pub pins_pinned: u64,
     pub pins_failed: u64,
+    pub expired_uploads: u64,
 }
 
 impl Files {
     pub async fn reconcile_once(&self) -> Result<ReconcileReport, FilesError> {
         let postgres = &self.stores.postgres;
         let metrics = &self.metrics.reconciler_actions;
-        let mut report = ReconcileReport::default();
+        let mut report = ReconcileReport {
+            expired_uploads: self.expire_tus_uploads(ROWS_PER_PASS).await?,
+            ..ReconcileReport::default()
+        };
+        metrics
+            .with_label_values(&["expired_upload"])
+            .inc_by(report.expired_uploads);
 
         let expiry = Duration::from_secs(self.settings.pending_expiry_secs);
         for pending in postgres.stale_pending_files(expiry, ROWS_PER_PASS).await? {

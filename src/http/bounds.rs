@@ -187,7 +187,85 @@ pub fn apply(document: &mut Value, settings: &Settings) {
         );
     }
 
+    // Resumable uploads.
+    let tus_operations = [
+        ("/files/tus", "post"),
+        ("/files/tus/{id}", "head"),
+        ("/files/tus/{id}", "patch"),
+        ("/files/tus/{id}", "delete"),
+    ];
+    for (path, method) in tus_operations {
+        param(
+            document,
+            path,
+            method,
+            "Tus-Resumable",
+            &enumeration(&["1.0.0"]),
+        );
+    }
+    let sizes = range(0, files.max_upload_bytes);
+    param(document, "/files/tus", "post", "Upload-Length", &sizes);
+    param(
+        document,
+        "/files/tus",
+        "post",
+        "Upload-Defer-Length",
+        &enumeration(&["1"]),
+    );
+    param(
+        document,
+        "/files/tus/{id}",
+        "patch",
+        "Upload-Offset",
+        &sizes,
+    );
+    param(
+        document,
+        "/files/tus/{id}",
+        "patch",
+        "Upload-Length",
+        &sizes,
+    );
+    param(
+        document,
+        "/files/tus/{id}",
+        "patch",
+        "Upload-Checksum",
+        &json!({"type": "string", "pattern": "^sha256 [A-Za-z0-9+/]{43}=$"}),
+    );
+    for method in ["head", "patch", "delete"] {
+        param(
+            document,
+            "/files/tus/{id}",
+            method,
+            "id",
+            &json!({"type": "string", "format": "uuid"}),
+        );
+    }
+
     // Bodies.
+    let link_ttl = range(1, settings.links.max_ttl_secs);
+    property(
+        document,
+        "DownloadLinkRequest",
+        "expires_in_secs",
+        link_ttl.clone(),
+    );
+    property(document, "UploadLinkRequest", "expires_in_secs", link_ttl);
+    property(
+        document,
+        "UploadLinkRequest",
+        "max_bytes",
+        range(0, files.max_upload_bytes),
+    );
+    property(document, "UploadLinkRequest", "owner", ascii(1, 256));
+    property(
+        document,
+        "UploadLinkRequest",
+        "content_types",
+        json!({"type": "array", "maxItems": 32, "items": {"type": "string",
+            "pattern": "^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$"}}),
+    );
     property(document, "Set", "key", ascii(1, cache.max_key_bytes));
     property(document, "Set", "ttl_seconds", range(1, cache.max_ttl_secs));
     property(document, "Check", "key", ascii(1, limits.max_key_bytes));

@@ -63,6 +63,31 @@ pub enum ApiError {
     /// 429: a rate limit denied the request.
     #[error("rate limit exceeded")]
     QuotaExceeded(Box<Decision>),
+    /// 403: a signed link that is tampered with, expired, used up, or used
+    /// with another method or path.
+    #[error("{0}")]
+    LinkRefused(String),
+    /// 403: a browser page from an origin its tenant does not allow.
+    #[error("{0}")]
+    OriginNotAllowed(String),
+    /// 409: a resumable upload's part starts elsewhere than its end.
+    #[error("{0}")]
+    OffsetMismatch(String),
+    /// 412: a tus request without `Tus-Resumable: 1.0.0`.
+    #[error("{0}")]
+    UnsupportedTusVersion(String),
+    /// 423: another request holds the resource.
+    #[error("{0}")]
+    Locked(String),
+    /// 429: the tenant has as many resumable uploads open as it may.
+    #[error("{0}")]
+    TooManyUploads(String),
+    /// 460 (tus checksum extension): a part's bytes do not match its checksum.
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    /// 501: a feature this gateway is not configured for.
+    #[error("{0}")]
+    NotImplemented(String),
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
@@ -116,6 +141,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
             ApiError::PreconditionRequired(_) => "precondition_required",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
+            ApiError::LinkRefused(_) => "link_refused",
+            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
+            ApiError::OffsetMismatch(_) => "offset_mismatch",
+            ApiError::UnsupportedTusVersion(_) => "unsupported_tus_version",
+            ApiError::Locked(_) => "locked",
+            ApiError::TooManyUploads(_) => "too_many_uploads",
+            ApiError::ChecksumMismatch(_) => "checksum_mismatch",
+            ApiError::NotImplemented(_) => "not_implemented",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::SpoolDiskFull => "spool_disk_full",
@@ -138,7 +171,17 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded(_) | ApiError::TooManyUploads(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::LinkRefused(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::OffsetMismatch(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedTusVersion(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Locked(_) => StatusCode::LOCKED,
+            ApiError::ChecksumMismatch(_) => {
+                StatusCode::from_u16(460).expect("460 is a valid status code")
+            }
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::SpoolDiskFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -177,6 +220,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::UnsupportedTusVersion(_) => {
+                response.insert_header(("Tus-Version", HeaderValue::from_static("1.0.0")));
             }
             ApiError::MethodNotAllowed {
                 allow: Some(allow), ..
@@ -231,6 +277,14 @@ impl From<FilesError> for ApiError {
                 code: "upload_expired",
                 message: error.to_string(),
             },
+            FilesError::NotSupported(message) => ApiError::NotImplemented(message),
+            FilesError::TooManyUploads { .. } => ApiError::TooManyUploads(error.to_string()),
+            FilesError::Locked(message) => ApiError::Locked(message),
+            FilesError::LinkUsed => {
+                ApiError::LinkRefused("the link was used already; it opens one upload".into())
+            }
+            FilesError::OffsetMismatch { .. } => ApiError::OffsetMismatch(error.to_string()),
+            FilesError::ChecksumMismatch => ApiError::ChecksumMismatch(error.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes by resource, middleware and the error mapping.
 
 mod bounds;
+pub mod cors;
 pub mod error;
 mod form;
 pub mod idle;
@@ -43,6 +44,9 @@ pub fn app(
         .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
         .wrap(from_fn(middleware::http_metrics::http_metrics))
         .wrap(from_fn(middleware::request_id::request_id))
+        // Outermost: even a refusal must carry the CORS headers, or the
+        // page cannot read why it was refused.
+        .wrap(from_fn(cors::cors))
         // Open to all: liveness, readiness and metrics.
         .configure(routes::health::configure)
         .configure(routes::metrics::configure)
@@ -55,6 +59,9 @@ pub fn app(
                 .wrap(from_fn(middleware::authenticate::authenticate))
                 .configure(routes::api_keys::configure)
                 .configure(routes::analytics::configure)
+                // Before /files/{cid}, which would take /files/tus.
+                .configure(routes::tus::configure)
+                .configure(routes::links::configure)
                 .configure(routes::files::configure)
                 .configure(routes::sessions::configure)
                 .configure(routes::rate_limit::configure)

@@ -1,5 +1,5 @@
 //! The OpenAPI document, generated from the handlers' annotations, served at
-//! `/openapi.json`, and a browsable page of it at `/docs`.
+//! `/openapi.json` (and read by the page at `/docs`).
 //!
 //! What every operation shares is added here rather than on each handler:
 //! the API key schemes, and the error responses of the one error type.
@@ -10,7 +10,6 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
-use utoipa_redoc::{Redoc, Servable};
 
 use super::resource;
 use super::routes;
@@ -61,7 +60,9 @@ pub fn document() -> &'static Document {
             routes::health::Api::openapi(),
             routes::metrics::Api::openapi(),
             routes::api_keys::Api::openapi(),
+            routes::tus::Api::openapi(),
             routes::files::Api::openapi(),
+            routes::links::Api::openapi(),
             routes::analytics::Api::openapi(),
             routes::sessions::Api::openapi(),
             routes::rate_limit::Api::openapi(),
@@ -143,8 +144,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         resource("/openapi.json")
             .app_data(document.clone())
             .route(web::get().to(openapi_json)),
-    )
-    .service(Redoc::with_url("/docs", document.0.clone()));
+    );
+    routes::pages::configure(cfg, settings.browser.console);
 }
 
 /// The document with this gateway's bounds, built once at start-up.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use super::{CallGuard, HealthDetail, StoreError, StoreKind};
@@ -44,6 +44,12 @@ pub struct Added {
 struct AddAnswer {
     #[serde(rename = "Hash")]
     hash: String,
+}
+
+#[derive(Deserialize)]
+struct BlockAnswer {
+    #[serde(rename = "Key")]
+    key: String,
 }
 
 /// A content stream read from Kubo.
@@ -125,6 +131,67 @@ impl Kubo {
                     StoreError::failed(StoreKind::Kubo, format!("unexpected add answer: {e}"))
                 })?;
                 Ok(Added { cid: answer.hash })
+            })
+            .await
+    }
+
+    /// Stores every block `blocks` yields (each whole, in one multipart
+    /// request that streams as they come) with codec `codec` (`raw`,
+    /// `dag-pb`) and no local pin; the CIDs Kubo gave them, in order. An
+    /// error from `blocks` aborts the request.
+    pub async fn put_blocks<S>(&self, blocks: S, codec: &str) -> Result<Vec<String>, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        const BOUNDARY: &str = "sgw-block-boundary-5b0c1e7a";
+        let opening = Bytes::from(format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"block\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        ));
+        let parts = blocks.map_ok(move |block| {
+            futures_util::stream::iter([
+                Ok::<_, std::io::Error>(opening.clone()),
+                Ok(block),
+                Ok(Bytes::from_static(b"\r\n")),
+            ])
+        });
+        let body = parts.try_flatten().chain(futures_util::stream::once(async {
+            Ok(Bytes::from(format!("--{BOUNDARY}--\r\n")))
+        }));
+        let request = self
+            .http
+            .post(format!("{}/block/put", self.rpc))
+            .query(&[
+                ("cid-codec", codec),
+                ("mhtype", "sha2-256"),
+                ("pin", "false"),
+            ])
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(reqwest::Body::wrap_stream(body));
+        self.guard
+            .run_within("block_put", self.transfer_timeout, async {
+                let response = request.send().await.map_err(transport_error)?;
+                let body = checked(response, "block/put")
+                    .await?
+                    .text()
+                    .await
+                    .map_err(transport_error)?;
+                body.lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .map(|line| {
+                        serde_json::from_str::<BlockAnswer>(line)
+                            .map(|answer| answer.key)
+                            .map_err(|e| {
+                                StoreError::failed(
+                                    StoreKind::Kubo,
+                                    format!("unexpected block/put answer: {e}"),
+                                )
+                            })
+                    })
+                    .collect()
             })
             .await
     }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use storage_gateway::auth::{Scope, TenantId};
 use storage_gateway::config::Settings;
@@ -362,4 +362,79 @@ pub fn stack(args: &[&str]) {
         .status()
         .expect("scripts/stack runs");
     assert!(status.success(), "scripts/stack {args:?} failed");
+}
+
+/// A gateway in a process of its own: its memory can be measured, and it
+/// can be killed and started again on the same port.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub base: String,
+    pub port: u16,
+}
+
+impl GatewayProcess {
+    pub fn start(env: &[(&str, String)]) -> Self {
+        Self::start_on(free_port(), env)
+    }
+
+    pub fn start_on(port: u16, env: &[(&str, String)]) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_storage-gateway"));
+        command
+            .arg("serve")
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("GATEWAY__ANALYTICS__SPOOL_DIR", temp_dir("gateway-spool"))
+            .stdout(std::process::Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Self {
+            child: command.spawn().expect("the binary starts"),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    pub async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{}/health", self.base)).await.is_err() {
+            assert!(Instant::now() < deadline, "the gateway did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Peak resident memory so far, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc");
+        kib * 1024
+    }
+}
+
+impl GatewayProcess {
+    /// Ends the process at once, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free now (the OS picks it), for a server started next.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -9,35 +9,92 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 
-use crate::auth::{AuthError, Principal};
+use crate::auth::{AuthError, Principal, Scope};
 use crate::http::error::ApiError;
+use crate::links::{LinkError, LinkGrant};
 use crate::startup::AppState;
 
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(req
+            .error_response(ApiError::Internal("application state missing".into()))
+            .map_into_right_body());
+    };
+    // OPTIONS describes what a path can do (tus asks it); it reads nothing.
+    if req.method() == actix_web::http::Method::OPTIONS {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let outcome = match presented_key(req.headers()) {
-        None => Err(AuthError::MissingKey),
-        Some(key) => match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state.api_keys.authenticate(&key).await,
-            None => {
-                return Ok(req
-                    .error_response(ApiError::Internal("application state missing".into()))
-                    .map_into_right_body())
-            }
+        Some(key) => state
+            .api_keys
+            .authenticate(&key)
+            .await
+            .map(|principal| (principal, None))
+            .map_err(ApiError::from),
+        None => match presented_link(&req, &state) {
+            Ok(Some(grant)) => Ok((link_principal(&grant, req.query_string()), Some(grant))),
+            Ok(None) => Err(ApiError::from(AuthError::MissingKey)),
+            Err(error) => Err(ApiError::LinkRefused(error.to_string())),
         },
     };
     match outcome {
-        Ok(principal) => {
+        Ok((principal, grant)) => {
             req.extensions_mut().insert(principal);
+            if let Some(grant) = grant {
+                req.extensions_mut().insert(grant);
+            }
             next.call(req)
                 .await
                 .map(ServiceResponse::map_into_left_body)
         }
-        Err(error) => Ok(req
-            .error_response(ApiError::from(error))
-            .map_into_right_body()),
+        Err(error) => Ok(req.error_response(error).map_into_right_body()),
+    }
+}
+
+/// The grant of a signed link in the query, checked against this request.
+fn presented_link(req: &ServiceRequest, state: &AppState) -> Result<Option<LinkGrant>, LinkError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    state
+        .links
+        .verify(req.method().as_str(), req.path(), req.query_string(), now)
+}
+
+/// A link acts for its tenant with the one scope its methods need. Its
+/// signature names it in rate limits, so each link has a budget of its own.
+fn link_principal(grant: &LinkGrant, query: &str) -> Principal {
+    let signature: String = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "sgw_sig")
+        .map(|(_, value)| value.chars().take(16).collect())
+        .unwrap_or_default();
+    let scope = if grant.opens("GET") {
+        Scope::FilesRead
+    } else {
+        Scope::FilesWrite
+    };
+    Principal {
+        tenant: grant.tenant.clone(),
+        key_id: format!("link:{signature}"),
+        scopes: vec![scope],
+    }
+}
+
+impl FromRequest for LinkGrant {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<LinkGrant>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("no link grant on this request".into())),
+        )
     }
 }
 

@@ -18,6 +18,7 @@ use crate::http::error::ApiError;
 use crate::http::form::{is_multipart, next_part, text_field};
 use crate::http::idle;
 use crate::http::resource;
+use crate::links::LinkGrant;
 use crate::startup::AppState;
 use crate::stores::cluster::PinStatus;
 use crate::stores::postgres::FileRow;
@@ -58,13 +59,13 @@ struct UploadQuery {
 
 /// Fields of an upload, from the query string or the multipart form.
 #[derive(Default)]
-struct UploadFields {
-    name: Option<String>,
-    owner: Option<String>,
-    metadata: Option<String>,
-    replication_min: Option<i32>,
-    replication_max: Option<i32>,
-    declared_type: Option<String>,
+pub(super) struct UploadFields {
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub metadata: Option<String>,
+    pub replication_min: Option<i32>,
+    pub replication_max: Option<i32>,
+    pub declared_type: Option<String>,
 }
 
 #[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning)", body = FileResponse), (status = 202, description = "Stored; with ?wait=pinned, the wait ran out before replication_min peers held the pin", body = FileResponse), (status = 408, description = "The upload took longer than files.pending_expiry_secs (upload_expired)"), (status = 415, description = "A content type outside files.allowed_content_types")))]
@@ -214,7 +215,7 @@ async fn number_field(field: &mut Field, name: &str) -> Result<i32, FilesError> 
 }
 
 /// Checks what the caller said about the upload against the limits.
-fn upload_details(
+pub(super) fn upload_details(
     settings: &FilesSettings,
     fields: UploadFields,
 ) -> Result<UploadDetails, FilesError> {
@@ -485,6 +486,7 @@ async fn delete(
 #[utoipa::path(method(get, head), path = "/files/{cid}/download", tag = "files", summary = "The content, streamed; one Range, If-None-Match", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The content", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The requested range"), (status = 304, description = "Not modified"), (status = 416, description = "Range not satisfiable")))]
 async fn download(
     principal: Principal,
+    grant: Option<LinkGrant>,
     state: web::Data<AppState>,
     req: HttpRequest,
     cid: web::Path<String>,
@@ -495,10 +497,18 @@ async fn download(
     let size = u64::try_from(file.size_bytes).unwrap_or(0);
     let etag = format!("\"{}\"", file.cid);
 
+    // Through a link, no copy may outlive the link.
+    let cache_control = match &grant {
+        None => IMMUTABLE.to_owned(),
+        Some(grant) => {
+            let left = grant.expires - time::OffsetDateTime::now_utc().unix_timestamp();
+            format!("private, max-age={}", left.max(0))
+        }
+    };
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::ETAG, etag.as_str()))
-        .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+        .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header((header::VARY, VARY))
         .insert_header((header::ACCEPT_RANGES, "bytes"));
     if if_none_match(&req, &etag) {

@@ -533,7 +533,8 @@ impl Postgres {
             .await
     }
 
-    /// Pending uploads older than `expiry`, to be rolled back.
+    /// Pending uploads older than `expiry`, to be rolled back; a resumable
+    /// upload's pending file lives as long as the upload does.
     pub async fn stale_pending_files(
         &self,
         expiry: std::time::Duration,
@@ -541,8 +542,9 @@ impl Postgres {
     ) -> Result<Vec<Uuid>, StoreError> {
         self.column(
             "stale_pending_files",
-            "SELECT id FROM file_metadata WHERE state = 'writing' \
-             AND created_at < now() - make_interval(secs => $1) LIMIT $2",
+            "SELECT id FROM file_metadata f WHERE state = 'writing' \
+             AND created_at < now() - make_interval(secs => $1) \
+             AND NOT EXISTS (SELECT 1 FROM tus_uploads t WHERE t.file_id = f.id) LIMIT $2",
             &[&expiry.as_secs_f64(), &limit],
         )
         .await

@@ -3,6 +3,7 @@
 mod api_keys;
 mod challenges;
 mod files;
+mod tus;
 
 pub use api_keys::{ApiKeyRow, NewApiKeyRow};
 pub use challenges::{
@@ -12,6 +13,7 @@ pub use files::{
     BlobClaim, FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
     Reservation,
 };
+pub use tus::{NewTusUpload, TusLock, TusProgress, TusRow};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -125,6 +127,36 @@ impl Postgres {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Every row `sql` answers, as one guarded call.
+    async fn rows(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.guard
+            .run(operation, async {
+                let client = self.client().await?;
+                client.query(sql, params).await.map_err(query_error)
+            })
+            .await
+    }
+
+    /// Runs one statement as one guarded call; the rows it touched.
+    async fn execute(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.guard
+            .run(operation, async {
+                let client = self.client().await?;
+                client.execute(sql, params).await.map_err(query_error)
+            })
+            .await
     }
 
     /// The first column of every row `sql` answers, as one guarded call.
