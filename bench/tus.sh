@@ -25,9 +25,25 @@ bench_port=$((GATEWAY_PORT + 101))
 url="http://127.0.0.1:$bench_port"
 key=""
 cids=()
+# Leaves the stack as it found it: the benchmark adds gigabytes, and the
+# Cluster stops allocating to a peer whose Kubo repository looks full.
 cleanup() {
   for cid in "${cids[@]}"; do
     curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $key" "$url/files/$cid" || true
+  done
+  stop_gateway
+  # Unpins reach the Kubo nodes asynchronously; collect once every peer
+  # reports the content unpinned.
+  for cid in "${cids[@]}"; do
+    for _ in $(seq 1 120); do
+      curl -sS "$IPFS_CLUSTER_URL/pins/$cid" 2>/dev/null | python3 -c 'import json,sys
+peers = json.load(sys.stdin).get("peer_map") or {}
+sys.exit(0 if all(p["status"] == "unpinned" for p in peers.values()) else 1)' && break
+      sleep 0.5
+    done
+  done
+  for node in "${NODES[@]}"; do
+    curl -sS -o /dev/null -X POST "http://127.0.0.1:$(kubo_api_port "$node")/api/v0/repo/gc" || true
   done
   bench_cleanup
 }
@@ -90,7 +106,8 @@ peers = json.load(sys.stdin).get("peer_map") or {}
 sys.exit(0 if peers and all(p["status"] == "pinned" for p in peers.values()) else 1)' && return 0
     sleep 0.2
   done
-  die "the pin of $cid did not settle"
+  curl -sS "$IPFS_CLUSTER_URL/pins/$cid" >&2 || true
+  die "the pin of $cid did not settle in 120 s"
 }
 
 fresh() { head -c "$(($1 * 1024 * 1024))" /dev/urandom >"$work/$2"; }
