@@ -762,3 +762,77 @@ async fn the_backend_probe_reports_a_stopped_store() {
     until("clickhouse", 1.0).await;
     wait_until_ready(&app).await;
 }
+
+/// A tus request on `url` with the test's key.
+fn tus(app: &TestApp, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+    app.http
+        .request(method, url)
+        .bearer_auth(&app.key)
+        .header("Tus-Resumable", "1.0.0")
+}
+
+fn tus_patch(app: &TestApp, url: &str, offset: usize, body: Vec<u8>) -> reqwest::RequestBuilder {
+    tus(app, reqwest::Method::PATCH, url)
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(body)
+}
+
+#[tokio::test]
+async fn a_resumable_upload_whose_last_part_meets_a_cluster_outage_finishes_after_it() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app().await;
+    let content: Vec<u8> = format!("accepted parts are kept {}", uuid::Uuid::new_v4())
+        .repeat(30_000)
+        .into_bytes();
+    let half = content.len() / 2;
+    let created = tus(&app, reqwest::Method::POST, &app.url("/files/tus"))
+        .header("Upload-Length", content.len().to_string())
+        .header("Upload-Metadata", "filename a2VwdC5iaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let url = created.headers()["Location"].to_str().unwrap().to_owned();
+    let first = tus_patch(&app, &url, 0, content[..half].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 204);
+    with_service_stopped("cluster1", || async {
+        let last = tus_patch(&app, &url, half, content[half..].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_unavailable(last, "cluster").await;
+        // Every byte is kept, the file is not made yet.
+        let head = tus(&app, reqwest::Method::HEAD, &url).send().await.unwrap();
+        assert_eq!(
+            head.headers()["Upload-Offset"],
+            content.len().to_string().as_str()
+        );
+        assert!(head.headers().get("X-Ipfs-Path").is_none());
+        assert_eq!(app.get("/files").await.status(), 200);
+        let listed = json(app.get("/files").await).await;
+        assert_eq!(listed["files"].as_array().unwrap().len(), 0);
+    })
+    .await;
+    wait_until_ready(&app).await;
+    // The last PATCH again, at the end and with nothing more to send.
+    let retried = tus_patch(&app, &url, content.len(), Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 204);
+    let path = retried.headers()["X-Ipfs-Path"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cid = path.trim_start_matches("/ipfs/");
+    let plain = common::spawn_app().await;
+    let stored = json(plain.upload(&[("name", "plain")], content.clone()).await).await;
+    assert_eq!(stored["cid"], cid);
+    let file = json(app.get(&format!("/files/{cid}")).await).await;
+    assert_eq!(file["size"], content.len());
+    assert_eq!(ref_count(cid).await, 2, "one reference from each tenant");
+}

@@ -482,6 +482,18 @@ impl Files {
         }
     }
 
+    /// Gives back the blob claim of pending upload `pending`, keeping its
+    /// reservation; unpins when that was the last reference.
+    pub(crate) async fn release_claim(&self, pending: Uuid) {
+        match self.stores.postgres.release_claim(pending).await {
+            Ok(ReleasedClaim { unpin: Some(cid) }) => self.unpin(&cid).await,
+            Ok(ReleasedClaim { unpin: None }) => {}
+            Err(error) => {
+                tracing::warn!(%error, %pending, "could not give back an upload's claim")
+            }
+        }
+    }
+
     /// Unpins a blob whose last reference went, then forgets it; pins it
     /// again when an upload claimed it meanwhile.
     pub(crate) async fn unpin(&self, cid: &str) {

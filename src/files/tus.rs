@@ -440,6 +440,13 @@ impl Files {
                     stored: Some(stored),
                 })
             }
+            // A store that failed (the Cluster down, say) keeps the upload:
+            // its bytes were accepted, and the client retries the last
+            // PATCH (at the end, with no body) once the store is back.
+            Err(error @ FilesError::Store(_)) => {
+                self.release_claim(pending).await;
+                Err(error)
+            }
             Err(error) => {
                 self.roll_back(pending).await;
                 Err(error)

@@ -387,6 +387,20 @@ impl Postgres {
     /// Rolls back pending file `id`: its reservation and, when it claimed a
     /// blob, that reference. Nothing when it is gone or committed.
     pub async fn release_pending_file(&self, id: Uuid) -> Result<ReleasedClaim, StoreError> {
+        self.release_pending(id, false).await
+    }
+
+    /// Gives back the blob reference pending file `id` claimed, keeping the
+    /// file pending with its reservation, so its commit can be tried again.
+    pub async fn release_claim(&self, id: Uuid) -> Result<ReleasedClaim, StoreError> {
+        self.release_pending(id, true).await
+    }
+
+    async fn release_pending(
+        &self,
+        id: Uuid,
+        keep_reservation: bool,
+    ) -> Result<ReleasedClaim, StoreError> {
         let g = &self.guard;
         let mut client = self.client().await?;
         let tx = g
@@ -408,14 +422,17 @@ impl Postgres {
         if let Some(cid) = &read {
             self.lock_blob(&tx, cid).await?;
         }
+        let sql = if keep_reservation {
+            // The old cid, before the update clears it.
+            "UPDATE file_metadata f SET cid = NULL, size_bytes = NULL, sha256 = NULL \
+             FROM file_metadata old WHERE f.id = $1 AND old.id = f.id AND f.state = 'writing' \
+             RETURNING old.cid"
+        } else {
+            "DELETE FROM file_metadata WHERE id = $1 AND state = 'writing' RETURNING cid"
+        };
         let claimed: Option<String> = g
             .run("discard_pending_file", async {
-                tx.query_opt(
-                    "DELETE FROM file_metadata WHERE id = $1 AND state = 'writing' RETURNING cid",
-                    &[&id],
-                )
-                .await
-                .map_err(query_error)
+                tx.query_opt(sql, &[&id]).await.map_err(query_error)
             })
             .await?
             .and_then(|row| row.get(0));
