@@ -417,6 +417,10 @@ async fn a_download_link_needs_no_key_and_opens_one_file_for_a_while() {
         .unwrap();
     assert_eq!(cached.status(), 304);
     assert_eq!(http.head(&url).send().await.unwrap().status(), 200);
+    // A link also gives the verifiable form, which it does not sign.
+    let raw = http.get(format!("{url}&format=raw")).send().await.unwrap();
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.headers()["Content-Type"], "application/vnd.ipld.raw");
 
     let refused = |response: reqwest::Response| async move {
         assert_eq!(response.status(), 403);

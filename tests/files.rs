@@ -731,3 +731,123 @@ async fn an_upload_racing_the_last_delete_keeps_its_pin() {
         assert_eq!(bob.delete(&path).await.status(), 204);
     }
 }
+
+/// `ipfs` against a repository of its own, with no daemon and no network.
+fn offline_ipfs(repo: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ipfs")
+        .args(args)
+        .env("IPFS_PATH", repo)
+        .output()
+        .expect("the stack's ipfs CLI runs (scripts/stack env puts it on PATH)")
+}
+
+async fn bytes_of(response: reqwest::Response) -> Vec<u8> {
+    response.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn verifiable_answers_check_out_against_the_cid() {
+    let app = spawn_app().await;
+    let body = unique_content(700_000);
+    let cid = uploaded_cid(&app, "verifiable.bin", body.clone()).await;
+    let parsed: cid::Cid = cid.parse().unwrap();
+
+    // The root block hashes to the CID.
+    let raw = app.get(&format!("/files/{cid}/download?format=raw")).await;
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.headers()["Content-Type"], "application/vnd.ipld.raw");
+    let disposition = raw.headers()["Content-Disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(disposition.contains(&format!("{cid}.bin")), "{disposition}");
+    let block = bytes_of(raw).await;
+    assert_eq!(parsed.hash().code(), 0x12);
+    assert_eq!(Sha256::digest(&block).as_slice(), parsed.hash().digest());
+
+    // A CAR of the whole DAG, imported into a repository that never saw the
+    // file, gives back its bytes.
+    let car = app
+        .request(reqwest::Method::GET, &format!("/ipfs/{cid}"))
+        .header("Accept", "application/vnd.ipld.car")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(car.status(), 200);
+    assert!(car.headers()["Content-Type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/vnd.ipld.car"));
+    let etag = car.headers()["ETag"].to_str().unwrap().to_owned();
+    let car = bytes_of(car).await;
+    let repo = common::temp_dir("offline-ipfs");
+    let init = offline_ipfs(&repo, &["init", "--profile=test", "-e"]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let car_file = repo.join("file.car");
+    std::fs::write(&car_file, &car).unwrap();
+    let imported = offline_ipfs(
+        &repo,
+        &[
+            "dag",
+            "import",
+            "--pin-roots=false",
+            car_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let cat = offline_ipfs(&repo, &["cat", "--offline", &cid]);
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    assert!(cat.stdout == body, "the CAR's DAG gives back the file");
+
+    // Narrower scopes give less; a known ETag gives 304.
+    let block_only = bytes_of(
+        app.get(&format!("/ipfs/{cid}?format=car&dag-scope=block"))
+            .await,
+    )
+    .await;
+    assert!(block_only.len() < 2000 && block_only.len() > block.len());
+    let first_bytes = app
+        .get(&format!(
+            "/ipfs/{cid}?format=car&dag-scope=entity&entity-bytes=0:99"
+        ))
+        .await;
+    assert_eq!(first_bytes.status(), 200);
+    let first_bytes = bytes_of(first_bytes).await;
+    assert!(
+        first_bytes.len() < car.len() / 2,
+        "{} of {}",
+        first_bytes.len(),
+        car.len()
+    );
+    let cached = app
+        .request(reqwest::Method::GET, &format!("/ipfs/{cid}?format=car"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+
+    // Only verifiable answers at /ipfs, only for the tenant's own files.
+    let plain = app.get(&format!("/ipfs/{cid}")).await;
+    assert_eq!(plain.status(), 406);
+    assert_eq!(json(plain).await["error"]["code"], "not_acceptable");
+    let other = app.other_tenant_key().await;
+    let foreign = app.get_as(&format!("/ipfs/{cid}?format=raw"), &other).await;
+    assert_eq!(foreign.status(), 404);
+    let bad = app
+        .get(&format!("/ipfs/{cid}?format=car&dag-scope=most"))
+        .await;
+    assert_eq!(bad.status(), 400);
+}

@@ -7,6 +7,7 @@ mod reconciler;
 mod running_hash;
 pub mod tus;
 pub mod unixfs;
+pub mod verifiable;
 
 pub use reconciler::ReconcileReport;
 

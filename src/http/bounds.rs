@@ -187,6 +187,44 @@ pub fn apply(document: &mut Value, settings: &Settings) {
         );
     }
 
+    // Verifiable answers.
+    let entity_bytes = json!({"type": "string", "pattern": "^-?[0-9]{1,15}:(\\*|-?[0-9]{1,15})$"});
+    for (path, required) in [
+        ("/files/{cid}/download", false),
+        ("/ipfs/{cid}", true),
+        ("/ipfs/{cid}/{path}", true),
+    ] {
+        for method in ["get", "head"] {
+            param(
+                document,
+                path,
+                method,
+                "format",
+                &enumeration(&["raw", "car"]),
+            );
+            param(
+                document,
+                path,
+                method,
+                "dag-scope",
+                &enumeration(&["block", "entity", "all"]),
+            );
+            param(document, path, method, "entity-bytes", &entity_bytes);
+            if required {
+                require_param(document, path, method, "format");
+            }
+            if path == "/ipfs/{cid}/{path}" {
+                param(
+                    document,
+                    path,
+                    method,
+                    "path",
+                    &json!({"type": "string", "minLength": 1, "pattern": NO_CONTROL}),
+                );
+            }
+        }
+    }
+
     // Resumable uploads.
     let tus_operations = [
         ("/files/tus", "post"),
@@ -449,6 +487,16 @@ fn param(document: &mut Value, path: &str, method: &str, name: &str, schema: &Va
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"));
     parameter["schema"] = schema.clone();
+}
+
+fn require_param(document: &mut Value, path: &str, method: &str, name: &str) {
+    if let Some(parameter) = operation(document, path, method)
+        .and_then(|op| op.get_mut("parameters"))
+        .and_then(Value::as_array_mut)
+        .and_then(|parameters| parameters.iter_mut().find(|p| p["name"] == name))
+    {
+        parameter["required"] = json!(true);
+    }
 }
 
 fn remove_param(document: &mut Value, path: &str, method: &str, name: &str) {

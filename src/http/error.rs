@@ -85,6 +85,9 @@ pub enum ApiError {
     /// 460 (tus checksum extension): a part's bytes do not match its checksum.
     #[error("{0}")]
     ChecksumMismatch(String),
+    /// 406: a representation this path does not give.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 501: a feature this gateway is not configured for.
     #[error("{0}")]
     NotImplemented(String),
@@ -149,6 +152,7 @@ impl ApiError {
             ApiError::TooManyUploads(_) => "too_many_uploads",
             ApiError::ChecksumMismatch(_) => "checksum_mismatch",
             ApiError::NotImplemented(_) => "not_implemented",
+            ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::SpoolDiskFull => "spool_disk_full",
@@ -182,6 +186,7 @@ impl ResponseError for ApiError {
                 StatusCode::from_u16(460).expect("460 is a valid status code")
             }
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::SpoolDiskFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -52,6 +52,13 @@ struct BlockAnswer {
     key: String,
 }
 
+/// A verifiable answer of Kubo's gateway: its type, its ETag, its bytes.
+pub struct Verifiable {
+    pub content_type: String,
+    pub etag: Option<String>,
+    pub body: ContentStream,
+}
+
 /// A content stream read from Kubo.
 pub type ContentStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
 
@@ -194,6 +201,64 @@ impl Kubo {
                     .collect()
             })
             .await
+    }
+
+    /// A verifiable answer (a raw block, a CAR) for `path` (a CID, maybe
+    /// with a path under it) from this node's HTTP gateway, asked with
+    /// `accept` and `query`; `None` when the path names nothing.
+    pub async fn read_verifiable(
+        &self,
+        path: &str,
+        accept: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<Verifiable>, StoreError> {
+        // Each segment percent-encoded: a path may hold any character.
+        let mut url = reqwest::Url::parse(&format!("{}/ipfs/", self.content))
+            .map_err(|e| StoreError::failed(StoreKind::Kubo, e))?;
+        url.path_segments_mut()
+            .map_err(|_| StoreError::failed(StoreKind::Kubo, "kubo.content_url has no path"))?
+            .pop_if_empty()
+            .extend(path.split('/'));
+        let request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, accept)
+            .query(query);
+        let response = self
+            .guard
+            .run("read_verifiable", async {
+                let response = request.send().await.map_err(transport_error)?;
+                match response.status() {
+                    reqwest::StatusCode::NOT_FOUND => Ok(None),
+                    // The request's parameters (an entity-bytes range, say)
+                    // do not fit the DAG: the gateway's reason is the caller's.
+                    reqwest::StatusCode::BAD_REQUEST => {
+                        let reason = response.text().await.map_err(transport_error)?;
+                        Err(StoreError::InvalidValue {
+                            store: StoreKind::Kubo,
+                            reason: reason.trim().chars().take(300).collect(),
+                        })
+                    }
+                    _ => checked(response, "read_verifiable").await.map(Some),
+                }
+            })
+            .await?;
+        let Some(response) = response else {
+            return Ok(None);
+        };
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok(Some(Verifiable {
+            content_type: header(reqwest::header::CONTENT_TYPE)
+                .unwrap_or_else(|| accept.to_owned()),
+            etag: header(reqwest::header::ETAG),
+            body: Box::pin(response.bytes_stream().map_err(transport_error)),
+        }))
     }
 
     /// Streams the bytes of `cid` in `range` (inclusive; all when `None`)

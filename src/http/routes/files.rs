@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::auth::{Principal, Scope};
 use crate::config::FilesSettings;
+use crate::files::verifiable::VerifiableRequest;
 use crate::files::{
     requested_range, ContentId, ContentSink, FilesError, RangeError, ReceivedContent, UploadDetails,
 };
@@ -43,6 +44,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/files/{cid}/download")
                 .route(web::get().to(download))
                 .route(web::head().to(download)),
+        )
+        .service(
+            resource("/ipfs/{cid}")
+                .route(web::get().to(ipfs_path))
+                .route(web::head().to(ipfs_path)),
+        )
+        .service(
+            resource("/ipfs/{cid}/{path:.*}")
+                .route(web::get().to(ipfs_subpath))
+                .route(web::head().to(ipfs_subpath)),
         );
 }
 
@@ -483,7 +494,7 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(method(get, head), path = "/files/{cid}/download", tag = "files", summary = "The content, streamed; one Range, If-None-Match", params(("cid" = String, Path, description = "The content id")), responses((status = 200, description = "The content", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The requested range"), (status = 304, description = "Not modified"), (status = 416, description = "Range not satisfiable")))]
+#[utoipa::path(method(get, head), path = "/files/{cid}/download", tag = "files", summary = "The content, streamed; one Range, If-None-Match; or verifiably with format=raw|car (or Accept)", params(("cid" = String, Path, description = "The content id"), ("format" = Option<String>, Query, description = "raw (the root block) or car (the DAG); as Accept: application/vnd.ipld.raw or application/vnd.ipld.car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The content", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The requested range"), (status = 304, description = "Not modified"), (status = 416, description = "Range not satisfiable")))]
 async fn download(
     principal: Principal,
     grant: Option<LinkGrant>,
@@ -493,6 +504,10 @@ async fn download(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::FilesRead)?;
     let cid = parse_cid(&cid)?;
+    if let Some(request) = verifiable_request(&req)? {
+        return verifiable_answer(&state, &principal, grant.as_ref(), &req, &cid, "", &request)
+            .await;
+    }
     let file = state.files.file(&principal.tenant, &cid).await?;
     let size = u64::try_from(file.size_bytes).unwrap_or(0);
     let etag = format!("\"{}\"", file.cid);
@@ -566,6 +581,139 @@ async fn download(
     Ok(response.no_chunking(length).streaming(content))
 }
 
+/// The verifiable answer a request asks for by `?format=` or `Accept`.
+fn verifiable_request(req: &HttpRequest) -> Result<Option<VerifiableRequest>, ApiError> {
+    let mut format = None;
+    let mut dag_scope = None;
+    let mut entity_bytes = None;
+    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match name.as_ref() {
+            "format" => format = Some(value.into_owned()),
+            "dag-scope" => dag_scope = Some(value.into_owned()),
+            "entity-bytes" => entity_bytes = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    Ok(VerifiableRequest::parse(
+        format.as_deref(),
+        accept,
+        dag_scope.as_deref(),
+        entity_bytes.as_deref(),
+    )?)
+}
+
+/// Streams a verifiable answer with the headers the trustless gateway
+/// specification gives it.
+async fn verifiable_answer(
+    state: &AppState,
+    principal: &Principal,
+    grant: Option<&LinkGrant>,
+    req: &HttpRequest,
+    cid: &ContentId,
+    path: &str,
+    request: &VerifiableRequest,
+) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .files
+        .verifiable(&principal.tenant, cid, path, request)
+        .await?;
+    let cache_control = match grant {
+        None => IMMUTABLE.to_owned(),
+        Some(grant) => {
+            let left = grant.expires - time::OffsetDateTime::now_utc().unix_timestamp();
+            format!("private, max-age={}", left.max(0))
+        }
+    };
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CONTENT_TYPE, answer.content_type.as_str()))
+        .insert_header(attachment(&answer.file_name))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::VARY, "Accept, Authorization, X-API-Key"));
+    if let Some(etag) = &answer.etag {
+        response.insert_header((header::ETAG, etag.as_str()));
+        if if_none_match(req, etag.trim_start_matches("W/")) {
+            return Ok(response.status(StatusCode::NOT_MODIFIED).finish());
+        }
+    }
+    if req.method() == Method::HEAD {
+        return Ok(response.finish());
+    }
+    let body = idle::download(
+        answer.body,
+        Duration::from_secs(state.settings.server.idle_timeout_secs),
+    );
+    Ok(response.streaming(body))
+}
+
+#[utoipa::path(method(get, head), path = "/ipfs/{cid}", tag = "files", summary = "A verifiable answer for the tenant's file: ?format=raw|car or Accept: application/vnd.ipld.raw|car (dag-scope, entity-bytes)", params(("cid" = String, Path, description = "The content id of a file of the tenant"), ("format" = Option<String>, Query, description = "raw or car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The block or the CAR", content((Vec<u8> = "application/vnd.ipld.raw"), (Vec<u8> = "application/vnd.ipld.car"))), (status = 304, description = "Not modified"), (status = 406, description = "Neither format=raw|car nor such an Accept: only verifiable answers here")))]
+async fn ipfs_path(
+    principal: Principal,
+    grant: Option<LinkGrant>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    cid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    ipfs_answer(principal, grant, state, req, &cid, "").await
+}
+
+#[utoipa::path(method(get, head), path = "/ipfs/{cid}/{path}", tag = "files", summary = "A verifiable answer for a path under the tenant's file (a directory's entry)", params(("cid" = String, Path, description = "The content id of a file of the tenant"), ("path" = String, Path, description = "The path under it"), ("format" = Option<String>, Query, description = "raw or car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The block or the CAR", content((Vec<u8> = "application/vnd.ipld.raw"), (Vec<u8> = "application/vnd.ipld.car"))), (status = 304, description = "Not modified"), (status = 406, description = "Neither format=raw|car nor such an Accept: only verifiable answers here")))]
+async fn ipfs_subpath(
+    principal: Principal,
+    grant: Option<LinkGrant>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (cid, path) = path.into_inner();
+    ipfs_answer(principal, grant, state, req, &cid, &path).await
+}
+
+async fn ipfs_answer(
+    principal: Principal,
+    grant: Option<LinkGrant>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    cid: &str,
+    path: &str,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::FilesRead)?;
+    let cid = parse_cid(cid)?;
+    let path = path.trim_matches('/');
+    if path
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+        || path.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "a path under a CID has no . or .. segments and no control characters",
+        ));
+    }
+    let Some(request) = verifiable_request(&req)? else {
+        return Err(ApiError::NotAcceptable(
+            "/ipfs answers only verifiably: ask ?format=raw or ?format=car (or Accept: \
+             application/vnd.ipld.raw or application/vnd.ipld.car); the bytes of a file are \
+             at /files/{cid}/download"
+                .into(),
+        ));
+    };
+    verifiable_answer(
+        &state,
+        &principal,
+        grant.as_ref(),
+        &req,
+        &cid,
+        path,
+        &request,
+    )
+    .await
+}
+
 fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
@@ -605,5 +753,5 @@ fn attachment(name: &str) -> header::ContentDisposition {
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(upload, list, describe, delete, download))]
+#[openapi(paths(upload, list, describe, delete, download, ipfs_path, ipfs_subpath))]
 pub struct Api;
