@@ -28,8 +28,6 @@ gateway_url="http://127.0.0.1:$bench_port"
 cluster_api="$IPFS_CLUSTER_URL"
 gateway_cids=()
 cluster_cids=()
-# Leaves the stack as it found it: the benchmark adds gigabytes, and the
-# Cluster stops allocating pins once Kubo's repositories look full.
 cleanup() {
   log "removing the benchmark's files from the stack"
   for cid in "${gateway_cids[@]}"; do
@@ -39,19 +37,7 @@ cleanup() {
     curl -sS -o /dev/null -X DELETE "$cluster_api/pins/$cid" || true
   done
   stop_gateway
-  # Unpins reach the Kubo nodes asynchronously; collect once every peer
-  # reports the content unpinned.
-  for cid in "${gateway_cids[@]}" "${cluster_cids[@]}"; do
-    for _ in $(seq 1 120); do
-      curl -sS "$cluster_api/pins/$cid" 2>/dev/null | python3 -c 'import json,sys
-peers = json.load(sys.stdin).get("peer_map") or {}
-sys.exit(0 if all(p["status"] == "unpinned" for p in peers.values()) else 1)' && break
-      sleep 0.5
-    done
-  done
-  for node in "${NODES[@]}"; do
-    curl -sS -o /dev/null -X POST "http://127.0.0.1:$(kubo_api_port "$node")/api/v0/repo/gc" || true
-  done
+  collect_unpinned "${gateway_cids[@]}" "${cluster_cids[@]}"
   bench_cleanup
 }
 trap cleanup EXIT

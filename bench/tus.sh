@@ -25,26 +25,12 @@ bench_port=$((GATEWAY_PORT + 101))
 url="http://127.0.0.1:$bench_port"
 key=""
 cids=()
-# Leaves the stack as it found it: the benchmark adds gigabytes, and the
-# Cluster stops allocating to a peer whose Kubo repository looks full.
 cleanup() {
   for cid in "${cids[@]}"; do
     curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $key" "$url/files/$cid" || true
   done
   stop_gateway
-  # Unpins reach the Kubo nodes asynchronously; collect once every peer
-  # reports the content unpinned.
-  for cid in "${cids[@]}"; do
-    for _ in $(seq 1 120); do
-      curl -sS "$IPFS_CLUSTER_URL/pins/$cid" 2>/dev/null | python3 -c 'import json,sys
-peers = json.load(sys.stdin).get("peer_map") or {}
-sys.exit(0 if all(p["status"] == "unpinned" for p in peers.values()) else 1)' && break
-      sleep 0.5
-    done
-  done
-  for node in "${NODES[@]}"; do
-    curl -sS -o /dev/null -X POST "http://127.0.0.1:$(kubo_api_port "$node")/api/v0/repo/gc" || true
-  done
+  collect_unpinned "${cids[@]}"
   bench_cleanup
 }
 trap cleanup EXIT

@@ -850,4 +850,14 @@ async fn verifiable_answers_check_out_against_the_cid() {
         .get(&format!("/ipfs/{cid}?format=car&dag-scope=most"))
         .await;
     assert_eq!(bad.status(), 400);
+    // A range the DAG cannot answer is Kubo's refusal, passed on as the
+    // caller's 400; a control character in a path never reaches Kubo.
+    let backwards = app
+        .get(&format!("/ipfs/{cid}?format=car&entity-bytes=6:2"))
+        .await;
+    assert_eq!(backwards.status(), 400);
+    assert_eq!(json(backwards).await["error"]["code"], "invalid_format");
+    let control = app.get(&format!("/ipfs/{cid}/a%01b?format=car")).await;
+    assert_eq!(control.status(), 400);
+    assert_eq!(json(control).await["error"]["code"], "invalid_path");
 }

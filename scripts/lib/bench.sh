@@ -5,6 +5,7 @@
 #   start_gateway PORT [ARGS...]    (re)start the gateway: `serve ARGS` on PORT
 #   stop_gateway
 #   cpu_ms PID                      CPU time (user + system, ms) PID has used
+#   collect_unpinned CID...         wait until the Cluster unpinned them, then GC every Kubo
 
 bench_setup() {
   scripts/stack up
@@ -45,3 +46,22 @@ start_gateway() {
 }
 
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
+
+# Leaves the stack as a benchmark found it: benchmarks add gigabytes, and the
+# Cluster stops allocating to a peer whose Kubo repository looks full. Unpins
+# reach the Kubo nodes asynchronously, so this collects once every peer
+# reports each CID unpinned.
+collect_unpinned() {
+  local cid
+  for cid in "$@"; do
+    for _ in $(seq 1 120); do
+      curl -sS "$IPFS_CLUSTER_URL/pins/$cid" 2>/dev/null | python3 -c 'import json,sys
+peers = json.load(sys.stdin).get("peer_map") or {}
+sys.exit(0 if all(p["status"] == "unpinned" for p in peers.values()) else 1)' && break
+      sleep 0.5
+    done
+  done
+  for node in "${NODES[@]}"; do
+    curl -sS -o /dev/null -X POST "http://127.0.0.1:$(kubo_api_port "$node")/api/v0/repo/gc" || true
+  done
+}

@@ -512,14 +512,7 @@ async fn download(
     let size = u64::try_from(file.size_bytes).unwrap_or(0);
     let etag = format!("\"{}\"", file.cid);
 
-    // Through a link, no copy may outlive the link.
-    let cache_control = match &grant {
-        None => IMMUTABLE.to_owned(),
-        Some(grant) => {
-            let left = grant.expires - time::OffsetDateTime::now_utc().unix_timestamp();
-            format!("private, max-age={}", left.max(0))
-        }
-    };
+    let cache_control = cache_control(grant.as_ref());
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::ETAG, etag.as_str()))
@@ -581,6 +574,18 @@ async fn download(
     Ok(response.no_chunking(length).streaming(content))
 }
 
+/// Content never changes under a CID; but through a link, no copy may
+/// outlive the link.
+fn cache_control(grant: Option<&LinkGrant>) -> String {
+    match grant {
+        None => IMMUTABLE.to_owned(),
+        Some(grant) => {
+            let left = grant.expires - time::OffsetDateTime::now_utc().unix_timestamp();
+            format!("private, max-age={}", left.max(0))
+        }
+    }
+}
+
 /// The verifiable answer a request asks for by `?format=` or `Accept`.
 fn verifiable_request(req: &HttpRequest) -> Result<Option<VerifiableRequest>, ApiError> {
     let mut format = None;
@@ -621,13 +626,7 @@ async fn verifiable_answer(
         .files
         .verifiable(&principal.tenant, cid, path, request)
         .await?;
-    let cache_control = match grant {
-        None => IMMUTABLE.to_owned(),
-        Some(grant) => {
-            let left = grant.expires - time::OffsetDateTime::now_utc().unix_timestamp();
-            format!("private, max-age={}", left.max(0))
-        }
-    };
+    let cache_control = cache_control(grant);
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::CONTENT_TYPE, answer.content_type.as_str()))
