@@ -82,6 +82,21 @@ pub struct Settings {
     pub challenges: ChallengeSettings,
     pub links: LinkSettings,
     pub browser: BrowserSettings,
+    pub pinning: PinningSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinningSettings {
+    /// A pin request not pinned this long after it was made has failed.
+    pub fail_after_secs: u64,
+    /// Most origins one pin request may name.
+    pub max_origins: usize,
+    /// Longest origin multiaddr, in bytes.
+    pub max_origin_bytes: usize,
+    /// How often status reads of one pin on its way ask the Cluster, at
+    /// most, in milliseconds.
+    pub status_check_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

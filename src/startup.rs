@@ -124,6 +124,7 @@ impl Application {
         let files = Files::new(
             stores.clone(),
             settings.files.clone(),
+            settings.pinning.clone(),
             metrics.clone(),
             admission.clone(),
         );

@@ -90,10 +90,35 @@ ensure_browser_clients() {
   touch "$stamp"
 }
 
+# The community compliance suite for Pinning Service API implementations.
+# Its install scripts are skipped: the one of its `kubo` dependency downloads
+# a Kubo binary, which the suite's checks never start. It reads the API
+# specification from GitHub and writes its reports into its own folder;
+# both places become settable (PSA_SPEC_LOCATION: the copy kept next to it;
+# PSA_REPORT_DIR), so it runs offline and leaves the package untouched.
+ensure_psa_compliance() {
+  local dir="$REPO_ROOT/tests/psa-compliance" stamp constants
+  stamp="$dir/node_modules/.installed-$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  command -v npm >/dev/null || ensure_debian_packages nodejs npm
+  log "installing the Pinning Service compliance suite (npm ci in tests/psa-compliance)"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund >"$TOOLS_CACHE/npm-psa.log" 2>&1) ||
+    { tail -n 20 "$TOOLS_CACHE/npm-psa.log" >&2; die "npm ci failed in tests/psa-compliance"; }
+  constants="$dir/node_modules/@ipfs-shipyard/pinning-service-compliance/dist/src/utils/constants.js"
+  sed -i \
+    -e 's|^const specLocation = `|const specLocation = process.env.PSA_SPEC_LOCATION ?? `|' \
+    -e "s|^const docsDir = resolve(|const docsDir = process.env.PSA_REPORT_DIR ?? resolve(|" \
+    "$constants"
+  grep -q 'PSA_SPEC_LOCATION' "$constants" && grep -q 'PSA_REPORT_DIR' "$constants" ||
+    die "the compliance suite's constants.js changed shape; update ensure_psa_compliance"
+  touch "$stamp"
+}
+
 ensure_installed() {
   mkdir -p "$TOOLS_CACHE"
   ensure_debian_packages
   ensure_go_tools
   ensure_schemathesis
   ensure_browser_clients
+  ensure_psa_compliance
 }

@@ -249,7 +249,7 @@ impl Analytics {
             "tenant_id": file.tenant_id,
             "owner_id": file.owner_id.clone().unwrap_or_default(),
             "cid": file.cid,
-            "size_bytes": u64::try_from(file.size_bytes).unwrap_or(0),
+            "size_bytes": file.size(),
             "content_type": file.content_type,
             "timestamp": OffsetDateTime::now_utc().unix_timestamp(),
         });

@@ -310,7 +310,7 @@ impl Challenges {
         self.analytics.file_uploaded(&file);
         Ok(SubmissionOutput::Stored {
             cid: file.cid,
-            size: file.size_bytes,
+            size: file.size_bytes.unwrap_or(0),
             created,
         })
     }

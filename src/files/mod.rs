@@ -3,6 +3,7 @@
 
 pub mod byte_range;
 pub mod content_id;
+pub mod pins;
 mod reconciler;
 mod running_hash;
 pub mod tus;
@@ -21,10 +22,10 @@ use uuid::Uuid;
 
 use crate::admission::{Admission, Overloaded};
 use crate::auth::TenantId;
-use crate::config::FilesSettings;
+use crate::config::{FilesSettings, PinningSettings};
 use crate::metrics::Metrics;
 use crate::stores::cluster::{PinRequest, PinStatus};
-use crate::stores::kubo::{AddOptions, ContentStream};
+use crate::stores::kubo::{AddOptions, ContentSize, ContentStream};
 use crate::stores::postgres::{
     FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
 };
@@ -80,6 +81,8 @@ pub enum FilesError {
     LinkUsed,
     #[error("the part's bytes do not have the SHA-256 of Upload-Checksum; nothing of it was kept")]
     ChecksumMismatch,
+    #[error("the tenant's quota of {quota} bytes is used up; remove files or pins first")]
+    InsufficientFunds { quota: u64 },
 }
 
 impl FilesError {
@@ -257,26 +260,36 @@ fn pin_name(name: &str) -> String {
 pub struct Files {
     stores: Stores,
     settings: Arc<FilesSettings>,
+    pinning: Arc<PinningSettings>,
     metrics: Arc<Metrics>,
     admission: Admission,
     /// When the reconciler last looked for orphan pins (Unix seconds).
     last_orphan_sweep: Arc<std::sync::atomic::AtomicU64>,
+    /// The Cluster's IPFS nodes' addresses, and when they were read.
+    delegates: Arc<std::sync::Mutex<Option<pins::Delegates>>>,
 }
 
 impl Files {
     pub fn new(
         stores: Stores,
         settings: FilesSettings,
+        pinning: PinningSettings,
         metrics: Arc<Metrics>,
         admission: Admission,
     ) -> Self {
         Self {
             stores,
             settings: Arc::new(settings),
+            pinning: Arc::new(pinning),
             metrics,
             admission,
             last_orphan_sweep: Arc::default(),
+            delegates: Arc::default(),
         }
+    }
+
+    pub fn pinning(&self) -> &PinningSettings {
+        &self.pinning
     }
 
     pub fn settings(&self) -> &FilesSettings {
@@ -322,7 +335,7 @@ impl Files {
                 self.metrics
                     .file_bytes
                     .with_label_values(&["upload"])
-                    .inc_by(u64::try_from(file.size_bytes).unwrap_or(0));
+                    .inc_by(file.size());
                 Ok(StoredFile {
                     // The pending row became the file unless the tenant
                     // already had one with this content.
@@ -453,6 +466,7 @@ impl Files {
                     name: &pin_name(&details.name),
                     replication_min: details.replication_min,
                     replication_max: details.replication_max,
+                    origins: &[],
                 })
                 .await?;
         }
@@ -523,6 +537,7 @@ impl Files {
             name: &pin_name(cid),
             replication_min,
             replication_max,
+            origins: &[],
         };
         if let Err(error) = self.stores.cluster.pin(&pin).await {
             // The blob stays in its pinning state, which the reconciler
@@ -553,6 +568,24 @@ impl Files {
                 return Ok((status, false));
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The bytes a download of `file` sends: an upload's size, or for a
+    /// pin request the size of its content as a UnixFS file, read from Kubo.
+    pub async fn download_size(&self, file: &FileRow) -> Result<u64, FilesError> {
+        if file.kind != "pin" {
+            return Ok(file.size());
+        }
+        match self.stores.kubo.content_size(&file.cid).await? {
+            ContentSize::File(bytes) => Ok(bytes),
+            ContentSize::Tree(_) => Err(FilesError::invalid(
+                "not_a_file",
+                format!(
+                    "{} is not a UnixFS file; fetch it with ?format=car or by path at /ipfs/{}/...",
+                    file.cid, file.cid
+                ),
+            )),
         }
     }
 
@@ -605,7 +638,7 @@ impl Files {
         let deleted = self
             .stores
             .postgres
-            .delete_file(tenant.as_str(), cid.as_str())
+            .delete_file(tenant.as_str(), cid.as_str(), None)
             .await?;
         match deleted {
             FileDeletion::Deleted { unpin } => {

@@ -20,6 +20,8 @@ pub struct ReconcileReport {
     pub pins_pinned: u64,
     pub pins_failed: u64,
     pub expired_uploads: u64,
+    /// Pinned CIDs of pin requests whose size was recorded.
+    pub pins_sized: u64,
 }
 
 impl Files {
@@ -86,8 +88,11 @@ impl Files {
                 // Still on its way: touched, so the next pass looks at others first.
                 "pinning"
             };
-            postgres.set_pin_state(&cid, state).await?;
+            postgres
+                .set_pin_progress(&cid, state, status.fetching())
+                .await?;
         }
+        report.pins_sized = self.size_pinned_requests(ROWS_PER_PASS).await?;
         let counts = postgres.pin_state_counts().await?;
         for state in ["pinning", "pinned", "error", "unpinning"] {
             let count = counts

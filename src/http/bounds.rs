@@ -281,7 +281,50 @@ pub fn apply(document: &mut Value, settings: &Settings) {
         );
     }
 
+    // The Pinning Service's listing.
+    let statuses = crate::files::pins::PinProgress::ALL.map(|s| s.as_str());
+    let pins = "/psa/pins";
+    param(document, pins, "get", "name", &text(0, 255));
+    param(
+        document,
+        pins,
+        "get",
+        "match",
+        &enumeration(&["exact", "iexact", "partial", "ipartial"]),
+    );
+    param(
+        document,
+        pins,
+        "get",
+        "status",
+        &json!({"type": "array", "minItems": 1, "items": enumeration(&statuses)}),
+    );
+    param(
+        document,
+        pins,
+        "get",
+        "cid",
+        &json!({"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "string"}}),
+    );
+    param(document, pins, "get", "limit", &range(1, 1000));
+
     // Bodies.
+    let pinning = &settings.pinning;
+    property(document, "PinBody", "name", text(0, files.max_name_chars));
+    property(
+        document,
+        "PinBody",
+        "origins",
+        json!({"type": "array", "maxItems": pinning.max_origins, "items": {"type": "string",
+            "pattern": format!("^/[\\x21-\\x2b\\x2d-\\x7e]{{0,{}}}$", pinning.max_origin_bytes.saturating_sub(1))}}),
+    );
+    property(
+        document,
+        "PinBody",
+        "meta",
+        json!({"type": "object", "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"type": "string", "pattern": NO_NUL}}),
+    );
     let link_ttl = range(1, settings.links.max_ttl_secs);
     property(
         document,

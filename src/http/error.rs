@@ -91,6 +91,8 @@ pub enum ApiError {
     /// 501: a feature this gateway is not configured for.
     #[error("{0}")]
     NotImplemented(String),
+    #[error("{0}")]
+    InsufficientFunds(String),
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
@@ -152,6 +154,7 @@ impl ApiError {
             ApiError::TooManyUploads(_) => "too_many_uploads",
             ApiError::ChecksumMismatch(_) => "checksum_mismatch",
             ApiError::NotImplemented(_) => "not_implemented",
+            ApiError::InsufficientFunds(_) => "insufficient_funds",
             ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Overloaded(_) => "overloaded",
@@ -179,7 +182,7 @@ impl ResponseError for ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::LinkRefused(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
-            ApiError::OffsetMismatch(_) => StatusCode::CONFLICT,
+            ApiError::OffsetMismatch(_) | ApiError::InsufficientFunds(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedTusVersion(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Locked(_) => StatusCode::LOCKED,
             ApiError::ChecksumMismatch(_) => {
@@ -290,6 +293,7 @@ impl From<FilesError> for ApiError {
             }
             FilesError::OffsetMismatch { .. } => ApiError::OffsetMismatch(error.to_string()),
             FilesError::ChecksumMismatch => ApiError::ChecksumMismatch(error.to_string()),
+            FilesError::InsufficientFunds { .. } => ApiError::InsufficientFunds(error.to_string()),
         }
     }
 }

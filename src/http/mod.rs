@@ -41,6 +41,7 @@ pub fn app(
         .app_data(extractors::path_config())
         // No answer may be sniffed into another type than it declares
         // (a file uploaded as text rendered as HTML, say).
+        .wrap(from_fn(middleware::psa_errors::psa_errors))
         .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
         .wrap(from_fn(middleware::http_metrics::http_metrics))
         .wrap(from_fn(middleware::request_id::request_id))
@@ -63,6 +64,7 @@ pub fn app(
                 .configure(routes::tus::configure)
                 .configure(routes::links::configure)
                 .configure(routes::files::configure)
+                .configure(routes::psa::configure)
                 .configure(routes::sessions::configure)
                 .configure(routes::rate_limit::configure)
                 .configure(|cfg| routes::cache::configure(cfg, &cache_settings))

@@ -62,6 +62,7 @@ pub fn document() -> &'static Document {
             routes::api_keys::Api::openapi(),
             routes::tus::Api::openapi(),
             routes::files::Api::openapi(),
+            routes::psa::Api::openapi(),
             routes::links::Api::openapi(),
             routes::analytics::Api::openapi(),
             routes::sessions::Api::openapi(),
@@ -177,21 +178,25 @@ impl Modify for Shared {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
-        let error = |description: &str| -> RefOr<Response> {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(utoipa::openapi::Ref::from_schema_name(
-                            "ErrorResponse",
-                        )))
-                        .build(),
-                )
-                .into()
-        };
         for (path, item) in document.paths.paths.iter_mut() {
             let open = OPEN_PATHS.contains(&path.as_str());
+            // The Pinning Service routes answer failures in its own shape.
+            let schema = if path.starts_with("/psa/") {
+                "PinFailure"
+            } else {
+                "ErrorResponse"
+            };
+            let error = |description: &str| -> RefOr<Response> {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name(schema)))
+                            .build(),
+                    )
+                    .into()
+            };
             for operation in [
                 &mut item.get,
                 &mut item.put,

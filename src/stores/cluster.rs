@@ -23,6 +23,14 @@ struct PeerIdentity {
     version: String,
     #[serde(default)]
     error: String,
+    #[serde(default)]
+    ipfs: PeerIpfs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PeerIpfs {
+    #[serde(default)]
+    addresses: Vec<String>,
 }
 
 /// Where a pin stands on each Cluster peer.
@@ -49,6 +57,21 @@ impl PinStatus {
 
     pub fn has_errors(&self) -> bool {
         self.peers.iter().any(|p| p.status.ends_with("error"))
+    }
+
+    /// Some peer has started fetching the content (or holds it).
+    pub fn fetching(&self) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.status == "pinning" || p.status == "pinned")
+    }
+
+    /// The first error a peer reports.
+    pub fn first_error(&self) -> Option<&str> {
+        self.peers
+            .iter()
+            .find(|p| p.status.ends_with("error"))
+            .map(|p| p.error.as_str())
     }
 }
 
@@ -112,6 +135,9 @@ pub struct PinRequest<'a> {
     pub name: &'a str,
     pub replication_min: i32,
     pub replication_max: i32,
+    /// Multiaddrs of peers holding the content, which the Cluster's IPFS
+    /// nodes connect to before fetching.
+    pub origins: &'a [String],
 }
 
 impl Cluster {
@@ -150,14 +176,19 @@ impl Cluster {
     pub async fn pin(&self, pin: &PinRequest<'_>) -> Result<(), StoreError> {
         let min = pin.replication_min.to_string();
         let max = pin.replication_max.to_string();
+        let origins = pin.origins.join(",");
+        let mut query = vec![
+            ("replication-min", min.as_str()),
+            ("replication-max", max.as_str()),
+            ("name", pin.name),
+        ];
+        if !origins.is_empty() {
+            query.push(("origins", origins.as_str()));
+        }
         let request = self
             .http
             .post(format!("{}/pins/{}", self.base, pin.cid))
-            .query(&[
-                ("replication-min", min.as_str()),
-                ("replication-max", max.as_str()),
-                ("name", pin.name),
-            ]);
+            .query(&query);
         self.guard
             .run("pin", async { self.send(request, "pin").await.map(drop) })
             .await
@@ -202,6 +233,21 @@ impl Cluster {
                         .ok()?;
                         Some(NamedPin { cid, made_at })
                     })
+                    .collect())
+            })
+            .await
+    }
+
+    /// The multiaddrs of the IPFS nodes behind the Cluster's live peers:
+    /// where pinned content can be fetched from.
+    pub async fn ipfs_addresses(&self) -> Result<Vec<String>, StoreError> {
+        self.guard
+            .run("peers", async {
+                let body = self.get_text("/peers").await?;
+                Ok(parse_json_stream::<PeerIdentity>(&body)?
+                    .into_iter()
+                    .filter(|peer| peer.error.is_empty())
+                    .flat_map(|peer| peer.ipfs.addresses)
                     .collect())
             })
             .await

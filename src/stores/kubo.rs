@@ -62,6 +62,34 @@ pub struct Verifiable {
 /// A content stream read from Kubo.
 pub type ContentStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
 
+/// What `files/stat` says of a CID.
+#[derive(Deserialize)]
+struct FilesStat {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Size")]
+    size: u64,
+    #[serde(rename = "CumulativeSize")]
+    cumulative_size: u64,
+}
+
+/// The size of a CID's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentSize {
+    /// A UnixFS file of this many bytes.
+    File(u64),
+    /// Anything else: the bytes of its blocks.
+    Tree(u64),
+}
+
+impl ContentSize {
+    pub fn bytes(self) -> u64 {
+        match self {
+            ContentSize::File(bytes) | ContentSize::Tree(bytes) => bytes,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct VersionAnswer {
     #[serde(rename = "Version")]
@@ -283,6 +311,23 @@ impl Kubo {
             })
             .await?;
         Ok(Box::pin(response.bytes_stream().map_err(transport_error)))
+    }
+
+    /// The bytes of `cid` as a UnixFS file (what a download sends), or the
+    /// bytes of its whole DAG for a directory or other data. Fetches from
+    /// the network what this node lacks, within the call bound.
+    pub async fn content_size(&self, cid: &str) -> Result<ContentSize, StoreError> {
+        self.guard
+            .run("content_size", async {
+                let path = format!("/ipfs/{cid}");
+                let stat: FilesStat = self.call_json("files/stat", &[("arg", &path)]).await?;
+                Ok(if stat.kind == "file" {
+                    ContentSize::File(stat.size)
+                } else {
+                    ContentSize::Tree(stat.cumulative_size)
+                })
+            })
+            .await
     }
 
     pub async fn health(&self) -> Result<HealthDetail, StoreError> {

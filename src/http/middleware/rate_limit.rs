@@ -1,5 +1,6 @@
 //! Rate limits every authenticated request per API key with the gateway
-//! policy, so one noisy caller cannot starve the rest.
+//! policy, so one noisy caller cannot starve the rest; Pinning Service
+//! status polls excepted.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,7 +17,12 @@ pub async fn rate_limit(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let principal = req.extensions().get::<Principal>().cloned();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    if let (Some(principal), Some(state)) = (principal, state) {
+    // Pinning clients poll a pin's status until it is pinned; those reads
+    // are cheap (the Cluster is asked at most every
+    // pinning.status_check_interval_ms per CID) and must not use up the
+    // budget of the requests that do work.
+    let exempt = crate::http::routes::psa::is_status_poll(&req);
+    if let (Some(principal), Some(state), false) = (principal, state, exempt) {
         if let Some(policy) = state.rate_limiter.gateway_policy() {
             let admission = state
                 .rate_limiter

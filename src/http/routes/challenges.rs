@@ -265,14 +265,12 @@ async fn read_output(
     let files = state.challenges.files();
     let file = files.file(&principal.tenant, &cid).await?;
     let content = files.content(&file, None).await?;
-    files.count_download(u64::try_from(file.size_bytes).unwrap_or(0));
+    files.count_download(file.size());
     response.insert_header((
         header::HeaderName::from_static("x-output-cid"),
         cid.as_str(),
     ));
-    Ok(response
-        .no_chunking(u64::try_from(file.size_bytes).unwrap_or(0))
-        .streaming(content))
+    Ok(response.no_chunking(file.size()).streaming(content))
 }
 
 #[derive(Serialize, ToSchema)]

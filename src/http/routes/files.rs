@@ -330,10 +330,15 @@ fn holds_nul(value: &serde_json::Value) -> bool {
 struct FileResponse {
     cid: String,
     name: String,
-    size: i64,
+    /// Bytes charged to the tenant's quota; null for a pin request not
+    /// pinned yet.
+    size: Option<i64>,
     content_type: String,
-    /// Hex SHA-256 of the content.
-    sha256: String,
+    /// Hex SHA-256 of the content; null for a pin request (its bytes never
+    /// passed the gateway).
+    sha256: Option<String>,
+    /// upload, or pin (made through the Pinning Service API at /psa).
+    kind: String,
     owner: Option<String>,
     metadata: serde_json::Value,
     /// The content on the public IPFS gateway (`kubo.gateway_url`).
@@ -374,7 +379,8 @@ fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> FileRe
         name: row.name.clone(),
         size: row.size_bytes,
         content_type: row.content_type.clone(),
-        sha256: hex::encode(&row.sha256),
+        sha256: row.sha256.as_deref().map(hex::encode),
+        kind: row.kind.clone(),
         owner: row.owner_id.clone(),
         metadata: row.metadata.clone(),
         url: format!("{gateway}/ipfs/{}", row.cid),
@@ -509,7 +515,7 @@ async fn download(
             .await;
     }
     let file = state.files.file(&principal.tenant, &cid).await?;
-    let size = u64::try_from(file.size_bytes).unwrap_or(0);
+    let size = state.files.download_size(&file).await?;
     let etag = format!("\"{}\"", file.cid);
 
     let cache_control = cache_control(grant.as_ref());

@@ -9,6 +9,7 @@ pub mod health;
 pub mod links;
 pub mod metrics;
 pub mod pages;
+pub mod psa;
 pub mod rate_limit;
 pub mod sessions;
 pub mod tus;

@@ -27,11 +27,19 @@ pub struct FileRow {
     pub cid: String,
     pub owner_id: Option<String>,
     pub name: String,
-    pub size_bytes: i64,
+    /// `None` for a pin request not pinned yet.
+    pub size_bytes: Option<i64>,
     pub content_type: String,
-    pub sha256: Vec<u8>,
+    /// `None` for a pin request: its bytes never passed the gateway.
+    pub sha256: Option<Vec<u8>>,
     pub metadata: serde_json::Value,
+    /// `upload` or `pin` (a Pinning Service request).
+    pub kind: String,
+    /// Multiaddrs a pin request named as holding the content.
+    pub origins: Vec<String>,
     pub pin_state: String,
+    /// Some Cluster peer has started fetching the content.
+    pub fetching: bool,
     pub replication_min: i32,
     pub replication_max: i32,
     pub created_at: OffsetDateTime,
@@ -93,12 +101,18 @@ pub enum FileDeletion {
     OutputOf(Uuid),
 }
 
-const FILE_COLUMNS: &str = "f.id, f.tenant_id, f.cid, f.owner_id, f.name, f.size_bytes, \
-     f.content_type, f.sha256, f.metadata, b.pin_state, b.replication_min, b.replication_max, \
-     f.created_at, f.updated_at";
+pub(super) const FILE_COLUMNS: &str = "f.id, f.tenant_id, f.cid, f.owner_id, f.name, \
+     f.size_bytes, f.content_type, f.sha256, f.metadata, f.kind, f.origins, b.pin_state, \
+     b.fetching, b.replication_min, b.replication_max, f.created_at, f.updated_at";
 
 impl FileRow {
-    fn from_row(row: &Row) -> Self {
+    /// The bytes the file is charged for (0 for a pin not pinned yet).
+    pub fn size(&self) -> u64 {
+        self.size_bytes
+            .map_or(0, |size| u64::try_from(size).unwrap_or(0))
+    }
+
+    pub(super) fn from_row(row: &Row) -> Self {
         Self {
             id: row.get("id"),
             tenant_id: row.get("tenant_id"),
@@ -109,7 +123,10 @@ impl FileRow {
             content_type: row.get("content_type"),
             sha256: row.get("sha256"),
             metadata: row.get("metadata"),
+            kind: row.get("kind"),
+            origins: row.get("origins"),
             pin_state: row.get("pin_state"),
+            fetching: row.get("fetching"),
             replication_min: row.get("replication_min"),
             replication_max: row.get("replication_max"),
             created_at: row.get("created_at"),
@@ -146,21 +163,7 @@ impl Postgres {
         let (reserved, used) = match quota {
             None => (wanted, 0),
             Some(quota) => {
-                let used = g
-                    .run("tenant_usage", async {
-                        tx.execute(
-                            "SELECT pg_advisory_xact_lock(hashtextextended('sgw-quota:' || $1, 0))",
-                            &[&tenant_id],
-                        )
-                        .await
-                        .map_err(query_error)?;
-                        tx.query_one(USAGE_SQL, &[&tenant_id])
-                            .await
-                            .map_err(query_error)
-                    })
-                    .await?
-                    .get::<_, i64>(0)
-                    .max(0) as u64;
+                let used = self.lock_quota(&tx, tenant_id).await?;
                 let left = quota.saturating_sub(used);
                 if left == 0 {
                     return Ok(None);
@@ -187,6 +190,31 @@ impl Postgres {
         g.run("commit", async { tx.commit().await.map_err(query_error) })
             .await?;
         Ok(Some(Reservation { id, reserved, used }))
+    }
+
+    /// Takes the tenant's quota lock for the rest of transaction `tx` and
+    /// answers what its quota is charged now: no other upload or pin
+    /// request of the tenant can take a share of it meanwhile.
+    pub(super) async fn lock_quota(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        tenant_id: &str,
+    ) -> Result<u64, StoreError> {
+        let row = self
+            .guard
+            .run("tenant_usage", async {
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('sgw-quota:' || $1, 0))",
+                    &[&tenant_id],
+                )
+                .await
+                .map_err(query_error)?;
+                tx.query_one(USAGE_SQL, &[&tenant_id])
+                    .await
+                    .map_err(query_error)
+            })
+            .await?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     /// Bytes the tenant's committed files hold plus those its uploads in
@@ -310,8 +338,8 @@ impl Postgres {
         let existing = g
             .run("find_tenant_file", async {
                 tx.query_opt(
-                    "SELECT id FROM file_metadata \
-                     WHERE tenant_id = $1 AND cid = $2 AND state = 'committed' FOR UPDATE",
+                    "SELECT id FROM file_metadata WHERE tenant_id = $1 AND cid = $2 \
+                     AND state = 'committed' AND kind = 'upload' FOR UPDATE",
                     &[&tenant_id, &cid],
                 )
                 .await
@@ -445,7 +473,7 @@ impl Postgres {
             ));
         }
         let unpin = match claimed {
-            Some(cid) => self.drop_reference(&tx, &cid).await?,
+            Some(cid) => self.drop_references(&tx, &cid, 1).await?,
             None => None,
         };
         g.run("commit", async { tx.commit().await.map_err(query_error) })
@@ -453,12 +481,15 @@ impl Postgres {
         Ok(ReleasedClaim { unpin })
     }
 
-    /// Deletes the tenant's file with this CID and drops its reference. A
-    /// file that is a submission's output is kept.
+    /// Deletes the tenant's files with this CID (its upload and any pin
+    /// requests of it), or the one file `id` of it, and drops their
+    /// references. The tenant's last file of a CID that a submission names
+    /// as its output is kept.
     pub async fn delete_file(
         &self,
         tenant_id: &str,
         cid: &str,
+        id: Option<Uuid>,
     ) -> Result<FileDeletion, StoreError> {
         let g = &self.guard;
         let mut client = self.client().await?;
@@ -473,9 +504,9 @@ impl Postgres {
         let deleted = g
             .run("delete_file", async {
                 tx.execute(
-                    "DELETE FROM file_metadata \
-                     WHERE tenant_id = $1 AND cid = $2 AND state = 'committed'",
-                    &[&tenant_id, &cid],
+                    "DELETE FROM file_metadata WHERE tenant_id = $1 AND cid = $2 \
+                     AND state = 'committed' AND ($3::uuid IS NULL OR id = $3)",
+                    &[&tenant_id, &cid, &id],
                 )
                 .await
                 .map_err(query_error)
@@ -484,13 +515,15 @@ impl Postgres {
         if deleted == 0 {
             return Ok(FileDeletion::NotFound);
         }
-        // Read after the row is locked by the delete: a submission recording
-        // this file at the same time either committed before (and is seen
-        // here) or finds the file gone.
+        // Read after the rows are locked by the delete: a submission
+        // recording this file at the same time either committed before (and
+        // is seen here) or finds the file gone.
         let output_of = g
             .run("find_output_owner", async {
                 tx.query_opt(
-                    "SELECT id FROM submissions WHERE tenant_id = $1 AND output_cid = $2 LIMIT 1",
+                    "SELECT s.id FROM submissions s WHERE s.tenant_id = $1 AND s.output_cid = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM file_metadata f WHERE f.tenant_id = $1 \
+                       AND f.cid = $2 AND f.state = 'committed') LIMIT 1",
                     &[&tenant_id, &cid],
                 )
                 .await
@@ -500,7 +533,7 @@ impl Postgres {
         if let Some(row) = output_of {
             return Ok(FileDeletion::OutputOf(row.get(0)));
         }
-        let unpin = self.drop_reference(&tx, cid).await?;
+        let unpin = self.drop_references(&tx, cid, deleted).await?;
         g.run("commit", async { tx.commit().await.map_err(query_error) })
             .await?;
         Ok(FileDeletion::Deleted { unpin })
@@ -597,7 +630,7 @@ impl Postgres {
     }
 
     /// Locks a blob row; false when there is none.
-    async fn lock_blob(
+    pub(super) async fn lock_blob(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         cid: &str,
@@ -615,21 +648,23 @@ impl Postgres {
             .map(|row| row.is_some())
     }
 
-    /// Drops one reference on a blob; the last marks it `unpinning` and
-    /// answers its CID.
-    async fn drop_reference(
+    /// Drops `count` references on a blob; when none is left it is marked
+    /// `unpinning` and its CID answered.
+    pub(super) async fn drop_references(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         cid: &str,
+        count: u64,
     ) -> Result<Option<String>, StoreError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
         let remaining: i64 = self
             .guard
             .run("release_blob", async {
                 tx.query_one(
-                    "UPDATE ipfs_blobs SET ref_count = ref_count - 1, updated_at = now(), \
-                       pin_state = CASE WHEN ref_count = 1 THEN 'unpinning' ELSE pin_state END \
+                    "UPDATE ipfs_blobs SET ref_count = ref_count - $2, updated_at = now(), \
+                       pin_state = CASE WHEN ref_count = $2 THEN 'unpinning' ELSE pin_state END \
                      WHERE cid = $1 RETURNING ref_count",
-                    &[&cid],
+                    &[&cid, &count],
                 )
                 .await
                 .map_err(query_error)
@@ -639,7 +674,8 @@ impl Postgres {
         Ok((remaining == 0).then(|| cid.to_owned()))
     }
 
-    /// The tenant's committed file with this CID.
+    /// The tenant's committed file with this CID: its upload, else its
+    /// newest pin request of it.
     pub async fn file(&self, tenant_id: &str, cid: &str) -> Result<Option<FileRow>, StoreError> {
         self.guard
             .run("find_file", async {
@@ -649,7 +685,8 @@ impl Postgres {
                         &format!(
                             "SELECT {FILE_COLUMNS} FROM file_metadata f \
                              JOIN ipfs_blobs b ON b.cid = f.cid \
-                             WHERE f.tenant_id = $1 AND f.cid = $2 AND f.state = 'committed'"
+                             WHERE f.tenant_id = $1 AND f.cid = $2 AND f.state = 'committed' \
+                             ORDER BY f.kind = 'upload' DESC, f.created_at DESC LIMIT 1"
                         ),
                         &[&tenant_id, &cid],
                     )

@@ -3,6 +3,7 @@
 mod api_keys;
 mod challenges;
 mod files;
+mod pins;
 mod tus;
 
 pub use api_keys::{ApiKeyRow, NewApiKeyRow};
@@ -13,6 +14,7 @@ pub use files::{
     BlobClaim, FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
     Reservation,
 };
+pub use pins::{NameMatch, NewPin, PinFilter};
 pub use tus::{NewTusUpload, TusLock, TusProgress, TusRow};
 
 use std::str::FromStr;
