@@ -302,6 +302,10 @@ pub enum RedisDownMode {
 pub struct FilesSettings {
     /// Largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// Longest a CAR upload's completeness check may take, in seconds.
+    pub car_check_timeout_secs: u64,
+    /// Most files one directory upload may hold.
+    pub max_directory_files: usize,
     /// Kubo chunker for every add, so equal bytes always get equal CIDs.
     pub chunker: String,
     /// Replication factors used when an upload names none.

@@ -435,6 +435,8 @@ async fn bad_uploads_get_400_and_leave_nothing_behind() {
     let response = app.upload_form(no_file).await;
     assert_bad(response, "invalid_multipart").await;
 
+    // Two files make a directory, which needs a name when no folder holds
+    // them all.
     let two_files = reqwest::multipart::Form::new()
         .part(
             "file",
@@ -452,7 +454,7 @@ async fn bad_uploads_get_400_and_leave_nothing_behind() {
         .send()
         .await
         .unwrap();
-    assert_bad(response, "invalid_multipart").await;
+    assert_bad(response, "missing_name").await;
 
     let truncated = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.bin\"\r\n\r\nsome bytes but no closing boundary";
     let response = app
@@ -839,11 +841,15 @@ async fn verifiable_answers_check_out_against_the_cid() {
         .unwrap();
     assert_eq!(cached.status(), 304);
 
-    // Only verifiable answers at /ipfs, only for the tenant's own files.
+    // Without a format, the bytes, as an attachment that no browser runs;
+    // only for the tenant's own files.
     let plain = app.get(&format!("/ipfs/{cid}")).await;
-    assert_eq!(plain.status(), 406);
-    assert_eq!(json(plain).await["error"]["code"], "not_acceptable");
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["content-type"], "application/octet-stream");
+    assert!(plain.bytes().await.unwrap() == body);
     let other = app.other_tenant_key().await;
+    let foreign = app.get_as(&format!("/ipfs/{cid}"), &other).await;
+    assert_eq!(foreign.status(), 404);
     let foreign = app.get_as(&format!("/ipfs/{cid}?format=raw"), &other).await;
     assert_eq!(foreign.status(), 404);
     let bad = app

@@ -2,6 +2,7 @@
 //! described in Postgres, shared between tenants by CID with a reference count.
 
 pub mod byte_range;
+pub mod car;
 pub mod content_id;
 pub mod pins;
 mod reconciler;
@@ -14,6 +15,7 @@ pub use reconciler::ReconcileReport;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -25,13 +27,27 @@ use crate::auth::TenantId;
 use crate::config::{FilesSettings, PinningSettings};
 use crate::metrics::Metrics;
 use crate::stores::cluster::{PinRequest, PinStatus};
-use crate::stores::kubo::{AddOptions, ContentSize, ContentStream};
+use crate::stores::kubo::{AddOptions, ContentSize, ContentStream, DagCheck, ListedEntry};
 use crate::stores::postgres::{
     FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
 };
 use crate::stores::{StoreError, Stores};
 pub use byte_range::{requested_range, ByteRange, RangeError};
 pub use content_id::{ContentId, InvalidCid};
+
+/// Most entries of a folder one listing answers.
+pub const MAX_LISTED: usize = 1000;
+
+/// What a path under a file names.
+pub enum PathEntry {
+    File {
+        bytes: u64,
+    },
+    Folder {
+        entries: Vec<ListedEntry>,
+        more: bool,
+    },
+}
 
 /// Pins the gateway makes are named with this prefix, so the reconciler can
 /// tell them from the Cluster's other pins.
@@ -83,6 +99,8 @@ pub enum FilesError {
     ChecksumMismatch,
     #[error("the tenant's quota of {quota} bytes is used up; remove files or pins first")]
     InsufficientFunds { quota: u64 },
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
 }
 
 impl FilesError {
@@ -114,14 +132,41 @@ impl UploadLimit {
 #[derive(Debug, Clone)]
 pub struct ReceivedContent {
     pub cid: String,
+    /// Bytes charged: the file's, or the blocks' imported from a CAR.
     pub size: u64,
-    pub sha256: [u8; 32],
+    /// Of the file's bytes; `None` for a CAR, whose bytes are blocks.
+    pub sha256: Option<[u8; 32]>,
     /// The type recognised from the first bytes, when recognised.
     pub sniffed_type: Option<&'static str>,
+    pub kind: FileKind,
+    /// Bytes of every block of its DAG, when known (a directory's link
+    /// to it carries them).
+    pub dag_bytes: u64,
+}
+
+/// How a file came: its bytes uploaded, a CAR of its DAG uploaded, or a
+/// pin request the Cluster fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Upload,
+    Car,
+    Directory,
+    Pin,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Upload => "upload",
+            FileKind::Car => "car",
+            FileKind::Directory => "directory",
+            FileKind::Pin => "pin",
+        }
+    }
 }
 
 /// What a caller says about an upload.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UploadDetails {
     pub name: String,
     pub owner: Option<String>,
@@ -143,6 +188,16 @@ pub struct StoredFile {
 pub struct ContentSink {
     files: Files,
     limit: UploadLimit,
+    /// Bytes received so far: the files of one directory upload share the
+    /// upload's limit.
+    received: std::sync::atomic::AtomicU64,
+}
+
+/// A file of a directory upload: its path, its content, its declared type.
+pub struct DirectoryEntry {
+    pub path: Vec<String>,
+    pub content: ReceivedContent,
+    pub declared_type: Option<String>,
 }
 
 impl ContentSink {
@@ -157,74 +212,271 @@ impl ContentSink {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let limit = self.limit.clone();
-        let (sender, receiver) =
-            tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-        let to_kubo = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        });
+        let (sender, to_kubo) = kubo_channel();
         let options = AddOptions {
             chunker: self.files.settings.chunker.clone(),
         };
         let add = self.files.stores.kubo.add(to_kubo, &options);
-        let pump = async move {
-            let mut hasher = Sha256::new();
-            let mut size: u64 = 0;
-            let mut head = Vec::with_capacity(SNIFF_BYTES);
-            let mut gathered = bytes::BytesMut::with_capacity(FORWARD_BYTES);
-            let mut body = std::pin::pin!(body);
-            while let Some(chunk) = body.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(error) => {
-                        let message = format!("the request body ended abnormally: {error}");
-                        let _ = sender
-                            .send(Err(std::io::Error::other(message.clone())))
-                            .await;
-                        return Err(FilesError::invalid("incomplete_body", message));
-                    }
-                };
-                size += chunk.len() as u64;
-                if size > limit.bytes {
-                    let _ = sender
-                        .send(Err(std::io::Error::other("upload over its limit")))
-                        .await;
-                    return Err(limit.exceeded());
-                }
-                hasher.update(&chunk);
-                if head.len() < SNIFF_BYTES {
-                    let take = (SNIFF_BYTES - head.len()).min(chunk.len());
-                    head.extend_from_slice(&chunk[..take]);
-                }
-                gathered.extend_from_slice(&chunk);
-                if gathered.len() >= FORWARD_BYTES {
-                    let piece = gathered.split().freeze();
-                    if sender.send(Ok(piece)).await.is_err() {
-                        // Kubo stopped reading; its own error says why.
-                        return Ok(None);
-                    }
-                }
-            }
-            if !gathered.is_empty() && sender.send(Ok(gathered.freeze())).await.is_err() {
-                return Ok(None);
-            }
-            Ok(Some((size, hasher.finalize().into(), head)))
-        };
+        let pump = pump(body, sender, self.left(), true, SNIFF_BYTES);
         let (pumped, added) = tokio::join!(pump, add);
-        let Some((size, sha256, head)) = pumped? else {
+        let Some(pumped) = pumped? else {
             return Err(added
                 .err()
                 .map(FilesError::from)
                 .unwrap_or_else(|| FilesError::invalid("incomplete_body", "upload interrupted")));
         };
         let added = added?;
+        self.received
+            .fetch_add(pumped.size, std::sync::atomic::Ordering::Relaxed);
         Ok(ReceivedContent {
             cid: added.cid,
-            size,
-            sha256,
-            sniffed_type: infer::get(&head).map(|kind| kind.mime_type()),
+            size: pumped.size,
+            sha256: pumped.sha256,
+            sniffed_type: infer::get(&pumped.head).map(|kind| kind.mime_type()),
+            kind: FileKind::Upload,
+            dag_bytes: added.dag_bytes,
         })
     }
+
+    /// What is left of the upload's limit after the parts received so far.
+    fn left(&self) -> UploadLimit {
+        let received = self.received.load(std::sync::atomic::Ordering::Relaxed);
+        UploadLimit {
+            bytes: self.limit.bytes.saturating_sub(received),
+            quota: self.limit.quota,
+        }
+    }
+
+    /// Makes one UnixFS directory of files received one by one: builds and
+    /// stores its directory nodes (the files' DAGs are in Kubo already).
+    /// Under an allow-list every file's type must be on it. The directory is
+    /// charged the bytes of its files.
+    pub async fn directory(
+        &self,
+        entries: Vec<DirectoryEntry>,
+    ) -> Result<ReceivedContent, FilesError> {
+        let mut files = Vec::with_capacity(entries.len());
+        let mut size = 0;
+        for entry in entries {
+            let details = UploadDetails {
+                declared_type: entry.declared_type,
+                ..UploadDetails::default()
+            };
+            self.files
+                .content_type(&entry.content, &details, &[])
+                .map_err(|error| match error {
+                    FilesError::UnsupportedType(kind) => {
+                        FilesError::UnsupportedType(format!("{kind} (of {})", entry.path.join("/")))
+                    }
+                    other => other,
+                })?;
+            let cid: cid::Cid = entry.content.cid.parse().map_err(|_| {
+                FilesError::Store(StoreError::failed(
+                    crate::stores::StoreKind::Kubo,
+                    format!("add answered {:?}, which is no CID", entry.content.cid),
+                ))
+            })?;
+            size += entry.content.size;
+            files.push((
+                entry.path,
+                unixfs::DagNode {
+                    cid,
+                    content_bytes: entry.content.size,
+                    total_bytes: entry.content.dag_bytes,
+                },
+            ));
+        }
+        let (root, blocks) = unixfs::build_directory(&files)
+            .map_err(|e| FilesError::invalid("invalid_path", e.to_string()))?;
+        let stored: Vec<_> = blocks
+            .iter()
+            .filter(|block| !unixfs::is_inlined(&block.cid))
+            .collect();
+        if !stored.is_empty() {
+            let put: Vec<_> = stored
+                .iter()
+                .map(|b| Ok(Bytes::from(b.bytes.clone())))
+                .collect();
+            let keys = self
+                .files
+                .stores
+                .kubo
+                .put_blocks(futures_util::stream::iter(put), "dag-pb")
+                .await?;
+            let expected: Vec<String> = stored.iter().map(|b| b.cid.to_string()).collect();
+            if keys != expected {
+                return Err(FilesError::Store(StoreError::failed(
+                    crate::stores::StoreKind::Kubo,
+                    "stored a directory node under another CID than computed",
+                )));
+            }
+        }
+        Ok(ReceivedContent {
+            cid: root.cid.to_string(),
+            size,
+            sha256: None,
+            sniffed_type: None,
+            kind: FileKind::Directory,
+            dag_bytes: root.total_bytes,
+        })
+    }
+
+    /// Streams the CAR `body` into Kubo within the limit, reading its root
+    /// from the header as it passes, and checks (within
+    /// `files.car_check_timeout_secs`) that Kubo holds every block under the
+    /// root. The file is charged the bytes of those blocks: what the pin
+    /// keeps, which a CAR cannot lower by leaving out blocks the store has
+    /// already. Nothing is pinned here: a refused CAR leaves only unpinned
+    /// blocks, which Kubo's garbage collection removes.
+    pub async fn receive_car<S, E>(&self, body: S) -> Result<ReceivedContent, FilesError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let unprocessable = |code, message: String| FilesError::Unprocessable { code, message };
+        let (sender, to_kubo) = kubo_channel();
+        let kubo = &self.files.stores.kubo;
+        let import = kubo.import_car(to_kubo);
+        let pump = pump(body, sender, self.left(), false, car::MAX_HEADER_BYTES);
+        let (pumped, imported) = tokio::join!(pump, import);
+        let Some(pumped) = pumped? else {
+            return Err(match imported {
+                Ok(Err(reason)) => unprocessable("invalid_car", reason),
+                Err(error) => error.into(),
+                Ok(Ok(_)) => FilesError::invalid("incomplete_body", "upload interrupted"),
+            });
+        };
+        let roots =
+            car::roots(&pumped.head).map_err(|e| unprocessable("invalid_car", e.to_string()))?;
+        imported?.map_err(|reason| unprocessable("invalid_car", reason))?;
+        let root = match roots.as_slice() {
+            [root] => ContentId::parse(&root.to_string())
+                .map_err(|e| unprocessable("invalid_car", e.to_string()))?
+                .to_string(),
+            [] => {
+                return Err(unprocessable(
+                    "invalid_car",
+                    "the CAR names no root; its header must name the one to store".into(),
+                ))
+            }
+            more => {
+                return Err(unprocessable(
+                    "invalid_car",
+                    format!(
+                        "the CAR names {} roots; a CAR upload stores one file, so name one root",
+                        more.len()
+                    ),
+                ))
+            }
+        };
+        let within = Duration::from_secs(self.files.settings.car_check_timeout_secs);
+        let bytes = match kubo.check_dag(&root, within).await? {
+            DagCheck::Complete { bytes } => bytes,
+            DagCheck::Missing(missing) => {
+                return Err(unprocessable(
+                    "incomplete_car",
+                    format!("the DAG under root {root} is incomplete: block {missing} is missing"),
+                ))
+            }
+        };
+        // Blocks the store had already count too: the reservation bounds
+        // what the file may be charged, not only what the body brought.
+        if bytes > self.left().bytes {
+            return Err(self.left().exceeded());
+        }
+        Ok(ReceivedContent {
+            cid: root,
+            size: bytes,
+            sha256: None,
+            sniffed_type: None,
+            kind: FileKind::Car,
+            dag_bytes: bytes,
+        })
+    }
+}
+
+/// A bounded channel whose receiving end streams into Kubo: a slow Kubo
+/// slows the client down instead of filling memory.
+fn kubo_channel() -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) {
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let to_kubo = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    (sender, to_kubo)
+}
+
+/// What one pass over a request body learned while forwarding it.
+struct Pumped {
+    size: u64,
+    sha256: Option<[u8; 32]>,
+    /// Its first `head_bytes` bytes.
+    head: Vec<u8>,
+}
+
+/// Forwards `body` to `sender` in pieces of `FORWARD_BYTES`, counting it
+/// against `limit` (and hashing it when asked) on the way. `None` when the
+/// receiving side stopped reading: its own error says why.
+async fn pump<S, E>(
+    body: S,
+    sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    limit: UploadLimit,
+    hash: bool,
+    head_bytes: usize,
+) -> Result<Option<Pumped>, FilesError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let mut hasher = hash.then(Sha256::new);
+    let mut size: u64 = 0;
+    let mut head = Vec::with_capacity(head_bytes.min(SNIFF_BYTES));
+    let mut gathered = bytes::BytesMut::with_capacity(FORWARD_BYTES);
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                let message = format!("the request body ended abnormally: {error}");
+                let _ = sender
+                    .send(Err(std::io::Error::other(message.clone())))
+                    .await;
+                return Err(FilesError::invalid("incomplete_body", message));
+            }
+        };
+        size += chunk.len() as u64;
+        if size > limit.bytes {
+            let _ = sender
+                .send(Err(std::io::Error::other("upload over its limit")))
+                .await;
+            return Err(limit.exceeded());
+        }
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&chunk);
+        }
+        if head.len() < head_bytes {
+            let take = (head_bytes - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        gathered.extend_from_slice(&chunk);
+        if gathered.len() >= FORWARD_BYTES {
+            let piece = gathered.split().freeze();
+            if sender.send(Ok(piece)).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+    if !gathered.is_empty() && sender.send(Ok(gathered.freeze())).await.is_err() {
+        return Ok(None);
+    }
+    Ok(Some(Pumped {
+        size,
+        sha256: hasher.map(|hasher| hasher.finalize().into()),
+        head,
+    }))
 }
 
 /// Rolls an upload back when dropped while still armed.
@@ -323,6 +575,7 @@ impl Files {
         let sink = ContentSink {
             files: self.clone(),
             limit,
+            received: Default::default(),
         };
         let outcome = async {
             let (content, details) = read(sink).await?;
@@ -451,7 +704,8 @@ impl Files {
                 FileContent {
                     cid: &content.cid,
                     size_bytes: size,
-                    sha256: &content.sha256,
+                    sha256: content.sha256.as_ref().map(|digest| digest.as_slice()),
+                    kind: content.kind.as_str(),
                     replication_min: details.replication_min,
                     replication_max: details.replication_max,
                 },
@@ -574,7 +828,7 @@ impl Files {
     /// The bytes a download of `file` sends: an upload's size, or for a
     /// pin request the size of its content as a UnixFS file, read from Kubo.
     pub async fn download_size(&self, file: &FileRow) -> Result<u64, FilesError> {
-        if file.kind != "pin" {
+        if file.kind == FileKind::Upload.as_str() {
             return Ok(file.size());
         }
         match self.stores.kubo.content_size(&file.cid).await? {
@@ -623,14 +877,44 @@ impl Files {
         Ok(self.stores.cluster.pin_status(cid.as_str()).await?)
     }
 
-    /// The file's bytes in `range` (all of them when `None`), streamed from Kubo.
+    /// The bytes of `target` (a CID, or a CID and a path under it) in
+    /// `range` (all of them when `None`), streamed from Kubo.
     pub async fn content(
         &self,
-        file: &FileRow,
+        target: &str,
         range: Option<ByteRange>,
     ) -> Result<ContentStream, FilesError> {
         let range = range.map(|r| (r.start, r.end));
-        Ok(self.stores.kubo.read(&file.cid, range).await?)
+        Ok(self.stores.kubo.read(target, range).await?)
+    }
+
+    /// What is at `path` under the tenant's file `cid`: a file's size, or a
+    /// folder's entries (at most `MAX_LISTED` of them, and whether more).
+    pub async fn entry_at(
+        &self,
+        tenant: &TenantId,
+        cid: &ContentId,
+        path: &str,
+    ) -> Result<PathEntry, FilesError> {
+        self.file(tenant, cid).await?;
+        let target = format!("{cid}/{path}");
+        let kubo = &self.stores.kubo;
+        let not_found = || FilesError::NotFound(format!("{cid}/{path}"));
+        match kubo
+            .content_size(&target)
+            .await
+            .map_err(|error| match error {
+                StoreError::Failed { .. } => not_found(),
+                other => other.into(),
+            })? {
+            ContentSize::File(bytes) => Ok(PathEntry::File { bytes }),
+            ContentSize::Tree(_) => {
+                let mut entries = kubo.list(&target).await?;
+                let more = entries.len() > MAX_LISTED;
+                entries.truncate(MAX_LISTED);
+                Ok(PathEntry::Folder { entries, more })
+            }
+        }
     }
 
     /// Removes the tenant's file; the Cluster unpins when no file is left on the CID.

@@ -622,8 +622,10 @@ impl Files {
         let content = ReceivedContent {
             cid: root.cid.to_string(),
             size,
-            sha256: last.hash.clone().finish(&last.tail),
+            sha256: Some(last.hash.clone().finish(&last.tail)),
             sniffed_type: infer::get(&last.head).map(|kind| kind.mime_type()),
+            kind: super::FileKind::Upload,
+            dag_bytes: root.total_bytes,
         };
         let details: TusDetails =
             serde_json::from_value(row.details.clone()).map_err(|e| inconsistent(row.id, e))?;

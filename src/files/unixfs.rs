@@ -102,20 +102,115 @@ fn encode_file_node(children: &[DagNode]) -> EncodedBlock {
         put_key(&mut unixfs, 4, 0);
         put_varint(&mut unixfs, child.content_bytes);
     }
+    encode_node(children.iter().map(|child| ("", child)), &unixfs)
+}
+
+/// A dag-pb node: its links (name and child), then its UnixFS data, as the
+/// codec orders them.
+fn encode_node<'a>(
+    links: impl Iterator<Item = (&'a str, &'a DagNode)>,
+    unixfs: &[u8],
+) -> EncodedBlock {
     let mut node = Vec::new();
-    for child in children {
+    for (name, child) in links {
         let mut link = Vec::new();
         put_bytes(&mut link, 1, &child.cid.to_bytes());
-        put_bytes(&mut link, 2, b"");
+        put_bytes(&mut link, 2, name.as_bytes());
         put_key(&mut link, 3, 0);
         put_varint(&mut link, child.total_bytes);
         put_bytes(&mut node, 2, &link);
     }
-    put_bytes(&mut node, 1, &unixfs);
+    put_bytes(&mut node, 1, unixfs);
     EncodedBlock {
         cid: cid_of(DAG_PB, &node),
         bytes: node,
     }
+}
+
+/// Why files cannot form one directory tree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("path {0:?} is given twice")]
+    Duplicate(String),
+    #[error("{0:?} is both a file and a folder")]
+    FileAndFolder(String),
+}
+
+/// Builds the UnixFS directory tree holding `files` (each a path of
+/// non-empty segments and its file's DAG), as Kubo's `add` of a folder
+/// does: a plain directory node per folder, entries sorted by name. Answers
+/// the root and the directory blocks to store, children before parents.
+pub fn build_directory(
+    files: &[(Vec<String>, DagNode)],
+) -> Result<(DagNode, Vec<EncodedBlock>), TreeError> {
+    enum Entry {
+        File(DagNode),
+        Folder(std::collections::BTreeMap<String, Entry>),
+    }
+    let mut root = std::collections::BTreeMap::new();
+    for (path, node) in files {
+        let (name, folders) = path.split_last().expect("a path has a name");
+        let mut folder = &mut root;
+        for (depth, segment) in folders.iter().enumerate() {
+            let entry = folder
+                .entry(segment.clone())
+                .or_insert_with(|| Entry::Folder(Default::default()));
+            folder = match entry {
+                Entry::Folder(children) => children,
+                Entry::File(_) => return Err(TreeError::FileAndFolder(path[..=depth].join("/"))),
+            };
+        }
+        match folder.entry(name.clone()) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(Entry::File(*node));
+            }
+            std::collections::btree_map::Entry::Occupied(slot) => {
+                return Err(match slot.get() {
+                    Entry::File(_) => TreeError::Duplicate(path.join("/")),
+                    Entry::Folder(_) => TreeError::FileAndFolder(path.join("/")),
+                });
+            }
+        }
+    }
+    fn encode(
+        folder: &std::collections::BTreeMap<String, Entry>,
+        blocks: &mut Vec<EncodedBlock>,
+    ) -> DagNode {
+        // BTreeMap orders names by their bytes, as dag-pb requires of links.
+        let children: Vec<(&str, DagNode)> = folder
+            .iter()
+            .map(|(name, entry)| match entry {
+                Entry::File(node) => (name.as_str(), *node),
+                Entry::Folder(children) => (name.as_str(), encode(children, blocks)),
+            })
+            .collect();
+        let block = encode_directory_node(&children);
+        let node = DagNode {
+            cid: block.cid,
+            content_bytes: children.iter().map(|(_, c)| c.content_bytes).sum(),
+            total_bytes: block.bytes.len() as u64
+                + children.iter().map(|(_, c)| c.total_bytes).sum::<u64>(),
+        };
+        blocks.push(block);
+        node
+    }
+    let mut blocks = Vec::new();
+    let node = encode(&root, &mut blocks);
+    Ok((node, blocks))
+}
+
+/// A dag-pb node whose links are a folder's entries and whose data is a
+/// UnixFS `Directory`.
+fn encode_directory_node(children: &[(&str, DagNode)]) -> EncodedBlock {
+    let mut unixfs = Vec::new();
+    put_key(&mut unixfs, 1, 0);
+    put_varint(&mut unixfs, 1); // Type: Directory
+    encode_node(children.iter().map(|(name, child)| (*name, child)), &unixfs)
+}
+
+/// Whether a block lives inside its CID (an identity multihash): nothing to store.
+pub fn is_inlined(cid: &Cid) -> bool {
+    cid.hash().code() == IDENTITY
 }
 
 fn put_key(out: &mut Vec<u8>, field: u64, wire_type: u64) {
@@ -182,6 +277,52 @@ mod tests {
         assert_eq!(
             root.total_bytes,
             blocks.iter().map(|b| b.bytes.len() as u64).sum::<u64>() + 40 * 175
+        );
+    }
+
+    fn path(text: &str) -> Vec<String> {
+        text.split('/').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn folders_hold_their_entries_sorted_and_sized() {
+        let (a, b, c) = (leaf(&[1; 100]), leaf(&[2; 200]), leaf(&[3; 300]));
+        let files = vec![
+            (path("docs/b.txt"), b),
+            (path("top.txt"), c),
+            (path("docs/a.txt"), a),
+        ];
+        let (root, blocks) = build_directory(&files).unwrap();
+        assert_eq!(blocks.len(), 2, "docs, then the root");
+        assert_eq!(blocks[1].cid, root.cid);
+        assert_eq!(root.content_bytes, 600);
+        let own: u64 = blocks.iter().map(|b| b.bytes.len() as u64).sum();
+        assert_eq!(root.total_bytes, 600 + own);
+        // The order files come in does not change the tree.
+        let mut reversed = files.clone();
+        reversed.reverse();
+        assert_eq!(build_directory(&reversed).unwrap().0, root);
+        // Names appear in byte order in the folder's links.
+        let docs = &blocks[0].bytes;
+        let at = |name: &[u8]| docs.windows(name.len()).position(|w| w == name).unwrap();
+        assert!(at(b"a.txt") < at(b"b.txt"));
+    }
+
+    #[test]
+    fn a_path_twice_or_a_file_as_folder_is_refused() {
+        let a = leaf(&[1; 100]);
+        let refusal = |files: &[(Vec<String>, DagNode)]| build_directory(files).err();
+        assert_eq!(
+            refusal(&[(path("x/a"), a), (path("x/a"), a)]),
+            Some(TreeError::Duplicate("x/a".into()))
+        );
+        assert_eq!(
+            refusal(&[(path("x"), a), (path("x/a"), a)]),
+            Some(TreeError::FileAndFolder("x".into()))
+        );
+        assert_eq!(
+            refusal(&[(path("x/a"), a), (path("x"), a)]),
+            Some(TreeError::FileAndFolder("x".into()))
         );
     }
 

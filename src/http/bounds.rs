@@ -461,6 +461,7 @@ fn bodies(document: &mut Value, settings: &Settings) {
     });
     if let Some(content) = request_content(document, "/files/upload", "post") {
         content["application/octet-stream"] = json!({"schema": binary});
+        content["application/vnd.ipld.car"] = json!({"schema": binary});
         content["multipart/form-data"] = json!({"schema": upload_form});
     }
     if let Some(content) = request_content(document, "/challenges/{id}/submissions", "post") {

@@ -93,6 +93,8 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("{0}")]
     InsufficientFunds(String),
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
@@ -155,6 +157,7 @@ impl ApiError {
             ApiError::ChecksumMismatch(_) => "checksum_mismatch",
             ApiError::NotImplemented(_) => "not_implemented",
             ApiError::InsufficientFunds(_) => "insufficient_funds",
+            ApiError::Unprocessable { code, .. } => code,
             ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Overloaded(_) => "overloaded",
@@ -189,6 +192,7 @@ impl ResponseError for ApiError {
                 StatusCode::from_u16(460).expect("460 is a valid status code")
             }
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::SpoolDiskFull => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -294,6 +298,9 @@ impl From<FilesError> for ApiError {
             FilesError::OffsetMismatch { .. } => ApiError::OffsetMismatch(error.to_string()),
             FilesError::ChecksumMismatch => ApiError::ChecksumMismatch(error.to_string()),
             FilesError::InsufficientFunds { .. } => ApiError::InsufficientFunds(error.to_string()),
+            FilesError::Unprocessable { code, message } => {
+                ApiError::Unprocessable { code, message }
+            }
         }
     }
 }

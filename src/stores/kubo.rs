@@ -38,18 +38,72 @@ pub struct AddOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Added {
     pub cid: String,
+    /// Bytes of every block of its DAG (a link's `Tsize`).
+    pub dag_bytes: u64,
 }
 
 #[derive(Deserialize)]
 struct AddAnswer {
     #[serde(rename = "Hash")]
     hash: String,
+    /// The bytes of every block of the file's DAG, as text.
+    #[serde(rename = "Size", default)]
+    size: String,
 }
 
 #[derive(Deserialize)]
 struct BlockAnswer {
     #[serde(rename = "Key")]
     key: String,
+}
+
+/// An entry of a folder.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ListedEntry {
+    pub name: String,
+    pub cid: String,
+    /// A file's bytes (0 for a folder).
+    pub size: u64,
+    pub folder: bool,
+}
+
+#[derive(Deserialize)]
+struct LsAnswer {
+    #[serde(rename = "Objects", default)]
+    objects: Vec<LsObject>,
+}
+
+#[derive(Deserialize)]
+struct LsObject {
+    #[serde(rename = "Links", default)]
+    links: Vec<LsLink>,
+}
+
+#[derive(Deserialize)]
+struct LsLink {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Hash")]
+    hash: String,
+    #[serde(rename = "Size", default)]
+    size: u64,
+    #[serde(rename = "Type", default)]
+    kind: u64,
+}
+
+/// What a node holds of a DAG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DagCheck {
+    /// Every block, of this many bytes in all.
+    Complete { bytes: u64 },
+    /// Not this block (the first found missing).
+    Missing(String),
+}
+
+#[derive(Deserialize)]
+struct DagStat {
+    #[serde(rename = "TotalSize")]
+    total_size: u64,
 }
 
 /// A verifiable answer of Kubo's gateway: its type, its ETag, its bytes.
@@ -165,7 +219,88 @@ impl Kubo {
                 let answer: AddAnswer = serde_json::from_str(last).map_err(|e| {
                     StoreError::failed(StoreKind::Kubo, format!("unexpected add answer: {e}"))
                 })?;
-                Ok(Added { cid: answer.hash })
+                Ok(Added {
+                    cid: answer.hash,
+                    dag_bytes: answer.size.parse().unwrap_or(0),
+                })
+            })
+            .await
+    }
+
+    /// Imports the CAR `body` streams (its blocks, no pin: pins belong to
+    /// the Cluster). The inner `Err` is Kubo's reason for refusing the CAR
+    /// itself (truncated, malformed); the outer one a failure to reach Kubo.
+    pub async fn import_car<S>(&self, body: S) -> Result<Result<(), String>, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+            .file_name("upload.car")
+            .mime_str("application/vnd.ipld.car")
+            .map_err(|e| StoreError::failed(StoreKind::Kubo, e))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let request = self
+            .http
+            .post(format!("{}/dag/import", self.rpc))
+            .query(&[("pin-roots", "false")])
+            .multipart(form);
+        self.guard
+            .run_within("dag_import", self.transfer_timeout, async {
+                let response = request.send().await.map_err(transport_error)?;
+                let status = response.status();
+                let body = response.text().await.map_err(transport_error)?;
+                if status.is_server_error() {
+                    // Kubo answers 500 with its reason when the CAR does not read.
+                    let reason = serde_json::from_str::<ErrorAnswer>(&body)
+                        .map(|e| e.message)
+                        .unwrap_or(body);
+                    return Ok(Err(reason));
+                }
+                if !status.is_success() {
+                    return Err(StoreError::failed(
+                        StoreKind::Kubo,
+                        format!("dag/import answered {status}: {body}"),
+                    ));
+                }
+                Ok(Ok(()))
+            })
+            .await
+    }
+
+    /// Whether this node holds every block under `cid`, looking only at
+    /// what it has (`dag/stat` offline): their bytes, or the first missing.
+    pub async fn check_dag(&self, cid: &str, within: Duration) -> Result<DagCheck, StoreError> {
+        let request = self.http.post(format!("{}/dag/stat", self.rpc)).query(&[
+            ("arg", cid),
+            ("offline", "true"),
+            ("progress", "false"),
+        ]);
+        self.guard
+            .run_within("dag_stat", within, async {
+                let response = request.send().await.map_err(transport_error)?;
+                let status = response.status();
+                let body = response.text().await.map_err(transport_error)?;
+                if status.is_success() {
+                    let stat: DagStat = serde_json::from_str(&body).map_err(|e| {
+                        StoreError::failed(
+                            StoreKind::Kubo,
+                            format!("unexpected dag/stat answer: {e}"),
+                        )
+                    })?;
+                    return Ok(DagCheck::Complete {
+                        bytes: stat.total_size,
+                    });
+                }
+                let message = serde_json::from_str::<ErrorAnswer>(&body)
+                    .map(|e| e.message)
+                    .unwrap_or(body);
+                match message.rsplit_once("could not find ") {
+                    Some((_, missing)) => Ok(DagCheck::Missing(missing.trim().to_owned())),
+                    None => Err(StoreError::failed(
+                        StoreKind::Kubo,
+                        format!("dag/stat answered {status}: {message}"),
+                    )),
+                }
             })
             .await
     }
@@ -240,16 +375,9 @@ impl Kubo {
         accept: &str,
         query: &[(&str, String)],
     ) -> Result<Option<Verifiable>, StoreError> {
-        // Each segment percent-encoded: a path may hold any character.
-        let mut url = reqwest::Url::parse(&format!("{}/ipfs/", self.content))
-            .map_err(|e| StoreError::failed(StoreKind::Kubo, e))?;
-        url.path_segments_mut()
-            .map_err(|_| StoreError::failed(StoreKind::Kubo, "kubo.content_url has no path"))?
-            .pop_if_empty()
-            .extend(path.split('/'));
         let request = self
             .http
-            .get(url)
+            .get(self.content_url(path)?)
             .header(reqwest::header::ACCEPT, accept)
             .query(query);
         let response = self
@@ -294,10 +422,10 @@ impl Kubo {
     /// covers, several times faster than the RPC's `cat`.
     pub async fn read(
         &self,
-        cid: &str,
+        path: &str,
         range: Option<(u64, u64)>,
     ) -> Result<ContentStream, StoreError> {
-        let mut request = self.http.get(format!("{}/ipfs/{cid}", self.content));
+        let mut request = self.http.get(self.content_url(path)?);
         if let Some((start, end)) = range {
             request = request.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
@@ -326,6 +454,50 @@ impl Kubo {
                 } else {
                     ContentSize::Tree(stat.cumulative_size)
                 })
+            })
+            .await
+    }
+
+    /// The node's gateway URL of `/ipfs/{path}`, each segment
+    /// percent-encoded: a path may hold any character.
+    fn content_url(&self, path: &str) -> Result<reqwest::Url, StoreError> {
+        let mut url = reqwest::Url::parse(&format!("{}/ipfs/", self.content))
+            .map_err(|e| StoreError::failed(StoreKind::Kubo, e))?;
+        url.path_segments_mut()
+            .map_err(|_| StoreError::failed(StoreKind::Kubo, "kubo.content_url has no path"))?
+            .pop_if_empty()
+            .extend(path.split('/'));
+        Ok(url)
+    }
+
+    /// The entries of the folder at `/ipfs/{path}`.
+    pub async fn list(&self, path: &str) -> Result<Vec<ListedEntry>, StoreError> {
+        self.guard
+            .run("ls", async {
+                let path = format!("/ipfs/{path}");
+                let answer: LsAnswer = self
+                    .call_json(
+                        "ls",
+                        &[
+                            ("arg", &path),
+                            ("size", "true"),
+                            ("resolve-type", "true"),
+                            ("stream", "false"),
+                        ],
+                    )
+                    .await?;
+                Ok(answer
+                    .objects
+                    .into_iter()
+                    .flat_map(|object| object.links)
+                    .map(|link| ListedEntry {
+                        name: link.name,
+                        cid: link.hash,
+                        size: link.size,
+                        // UnixFS types: 1 a directory, 5 a sharded one.
+                        folder: matches!(link.kind, 1 | 5),
+                    })
+                    .collect())
             })
             .await
     }

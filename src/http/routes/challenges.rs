@@ -264,7 +264,7 @@ async fn read_output(
     let cid = ContentId::parse(cid).map_err(|e| ApiError::Internal(e.to_string()))?;
     let files = state.challenges.files();
     let file = files.file(&principal.tenant, &cid).await?;
-    let content = files.content(&file, None).await?;
+    let content = files.content(&file.cid, None).await?;
     files.count_download(file.size());
     response.insert_header((
         header::HeaderName::from_static("x-output-cid"),

@@ -13,7 +13,8 @@ use crate::auth::{Principal, Scope};
 use crate::config::FilesSettings;
 use crate::files::verifiable::VerifiableRequest;
 use crate::files::{
-    requested_range, ContentId, ContentSink, FilesError, RangeError, ReceivedContent, UploadDetails,
+    requested_range, ContentId, ContentSink, DirectoryEntry, FilesError, PathEntry, RangeError,
+    ReceivedContent, UploadDetails,
 };
 use crate::http::error::ApiError;
 use crate::http::form::{is_multipart, next_part, text_field};
@@ -79,7 +80,7 @@ pub(super) struct UploadFields {
     pub declared_type: Option<String>,
 }
 
-#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields) or a raw body with ?name=", params(UploadQuery), request_body(description = "The file: a raw body, or multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"))), responses((status = 201, description = "Stored and pinned (or pinning)", body = FileResponse), (status = 202, description = "Stored; with ?wait=pinned, the wait ran out before replication_min peers held the pin", body = FileResponse), (status = 408, description = "The upload took longer than files.pending_expiry_secs (upload_expired)"), (status = 415, description = "A content type outside files.allowed_content_types")))]
+#[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields), a raw body with ?name=, or its DAG as a CAR", params(UploadQuery), request_body(description = "The file: a raw body, multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields, or application/vnd.ipld.car (one root, every block under it)", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"), (Vec<u8> = "application/vnd.ipld.car"))), responses((status = 201, description = "Stored and pinned (or pinning)", body = FileResponse), (status = 202, description = "Stored; with ?wait=pinned, the wait ran out before replication_min peers held the pin", body = FileResponse), (status = 408, description = "The upload took longer than files.pending_expiry_secs (upload_expired)"), (status = 415, description = "A content type outside files.allowed_content_types"), (status = 422, description = "A CAR that does not read (invalid_car), names no root or several, or lacks a block under its root (incomplete_car)")))]
 async fn upload(
     principal: Principal,
     state: web::Data<AppState>,
@@ -121,6 +122,8 @@ async fn upload(
             let mut fields = fields;
             let content = if is_multipart(&req) {
                 receive_form(&sink, &req, payload, &mut fields).await?
+            } else if is_car(&req) {
+                sink.receive_car(payload).await?
             } else {
                 fields.declared_type = declared_type(req.headers().get(header::CONTENT_TYPE));
                 sink.receive(payload).await?
@@ -148,6 +151,15 @@ async fn upload(
         .json(file_json(&row, &state, pin.as_ref())))
 }
 
+/// A CAR upload: the body is the file's DAG as blocks.
+fn is_car(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.essence_str() == crate::files::verifiable::CAR_TYPE)
+}
+
 /// The type a raw upload declares. Form encodings describe how a body was
 /// sent, not the file (`curl --data-binary` sends one by default), so they
 /// declare nothing.
@@ -158,8 +170,10 @@ fn declared_type(value: Option<&HeaderValue>) -> Option<String> {
     (essence != "application/x-www-form-urlencoded").then(|| essence.to_owned())
 }
 
-/// Reads a multipart form: one `file` part streamed to Kubo, and the small
-/// text fields before or after it.
+/// Reads a multipart form: `file` parts, each streamed to Kubo in turn,
+/// and the small text fields before or after them. One file part is the
+/// file; several, or one whose filename is a relative path
+/// (`docs/a.txt`), make one UnixFS directory.
 async fn receive_form(
     sink: &ContentSink,
     req: &HttpRequest,
@@ -167,25 +181,37 @@ async fn receive_form(
     fields: &mut UploadFields,
 ) -> Result<ReceivedContent, FilesError> {
     let mut form = Multipart::new(req.headers(), payload);
-    let mut content = None;
+    let mut parts: Vec<(Option<String>, DirectoryEntry)> = Vec::new();
+    let max_files = sink.settings().max_directory_files;
     while let Some(mut field) = next_part(&mut form).await? {
         let field_name = field.name().unwrap_or_default().to_owned();
         match field_name.as_str() {
             "file" => {
-                if content.is_some() {
+                if parts.len() >= max_files {
                     return Err(FilesError::invalid(
-                        "invalid_multipart",
-                        "the form has more than one file part; send one per upload",
+                        "too_many_files",
+                        format!("a directory upload holds at most {max_files} files"),
                     ));
                 }
-                if fields.name.is_none() {
-                    fields.name = field
-                        .content_disposition()
-                        .and_then(|d| d.get_filename())
-                        .map(str::to_owned);
+                let filename = field
+                    .content_disposition()
+                    .and_then(|d| d.get_filename())
+                    .map(str::to_owned);
+                // A path names a directory upload: refused before its
+                // bytes are read when it cannot be one.
+                if let Some(path) = filename.as_deref().filter(|name| name.contains('/')) {
+                    relative_path(path)?;
                 }
-                fields.declared_type = field.content_type().map(|m| m.essence_str().to_owned());
-                content = Some(sink.receive(&mut field).await?);
+                let declared_type = field.content_type().map(|m| m.essence_str().to_owned());
+                let content = sink.receive(&mut field).await?;
+                parts.push((
+                    filename,
+                    DirectoryEntry {
+                        path: Vec::new(),
+                        content,
+                        declared_type,
+                    },
+                ));
             }
             "name" => fields.name = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
             "owner" => fields.owner = Some(text_field(&mut field, MAX_TEXT_FIELD_BYTES).await?),
@@ -210,9 +236,78 @@ async fn receive_form(
             }
         }
     }
-    content.ok_or_else(|| {
-        FilesError::invalid("invalid_multipart", "the form has no part named \"file\"")
-    })
+    match parts.len() {
+        0 => Err(FilesError::invalid(
+            "invalid_multipart",
+            "the form has no part named \"file\"",
+        )),
+        1 if !parts[0].0.as_deref().unwrap_or("").contains('/') => {
+            let (filename, entry) = parts.remove(0);
+            if fields.name.is_none() {
+                fields.name = filename;
+            }
+            fields.declared_type = entry.declared_type;
+            Ok(entry.content)
+        }
+        _ => {
+            let mut entries = Vec::with_capacity(parts.len());
+            for (filename, mut entry) in parts {
+                let filename = filename.ok_or_else(|| {
+                    FilesError::invalid(
+                        "invalid_path",
+                        "each file of a directory upload needs a filename: its path in the directory",
+                    )
+                })?;
+                entry.path = relative_path(&filename)?;
+                entries.push(entry);
+            }
+            if fields.name.is_none() {
+                fields.name = common_folder(&entries);
+            }
+            sink.directory(entries).await
+        }
+    }
+}
+
+/// Longest path of a file in a directory upload, and most folders deep.
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_PATH_DEPTH: usize = 64;
+
+/// A file's path in a directory upload: relative, of non-empty segments of
+/// at most 255 bytes, none `.` or `..`, no control characters.
+fn relative_path(filename: &str) -> Result<Vec<String>, FilesError> {
+    let invalid =
+        |why: &str| FilesError::invalid("invalid_path", format!("file path {filename:?} {why}"));
+    if filename.len() > MAX_PATH_BYTES {
+        return Err(invalid("is longer than 4096 bytes"));
+    }
+    if filename.chars().any(char::is_control) {
+        return Err(invalid("holds a control character"));
+    }
+    let segments: Vec<String> = filename.split('/').map(str::to_owned).collect();
+    if segments.len() > MAX_PATH_DEPTH {
+        return Err(invalid("is more than 64 folders deep"));
+    }
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(invalid("is not relative, or has an empty segment"));
+    }
+    if segments.iter().any(|s| s == "." || s == "..") {
+        return Err(invalid("has a . or .. segment"));
+    }
+    if segments.iter().any(|s| s.len() > 255) {
+        return Err(invalid("has a name longer than 255 bytes"));
+    }
+    Ok(segments)
+}
+
+/// The folder every file of a directory upload is in, when there is one:
+/// the directory's name when the form names none.
+fn common_folder(entries: &[DirectoryEntry]) -> Option<String> {
+    let first = entries.first()?.path.first()?;
+    entries
+        .iter()
+        .all(|e| e.path.len() > 1 && e.path.first() == Some(first))
+        .then(|| first.clone())
 }
 
 async fn number_field(field: &mut Field, name: &str) -> Result<i32, FilesError> {
@@ -337,7 +432,8 @@ struct FileResponse {
     /// Hex SHA-256 of the content; null for a pin request (its bytes never
     /// passed the gateway).
     sha256: Option<String>,
-    /// upload, or pin (made through the Pinning Service API at /psa).
+    /// upload, car (its DAG uploaded as a CAR) or pin (made through the
+    /// Pinning Service API at /psa).
     kind: String,
     owner: Option<String>,
     metadata: serde_json::Value,
@@ -516,21 +612,55 @@ async fn download(
     }
     let file = state.files.file(&principal.tenant, &cid).await?;
     let size = state.files.download_size(&file).await?;
-    let etag = format!("\"{}\"", file.cid);
+    let bytes = BytesToSend {
+        target: file.cid.clone(),
+        etag: format!("\"{}\"", file.cid),
+        name: &file.name,
+        content_type: &file.content_type,
+        size,
+    };
+    send_bytes(&state, &principal, grant.as_ref(), &req, bytes).await
+}
 
-    let cache_control = cache_control(grant.as_ref());
+/// Bytes of a file to stream from Kubo: `target` is a CID, or a CID and a
+/// path under it.
+struct BytesToSend<'a> {
+    target: String,
+    etag: String,
+    name: &'a str,
+    content_type: &'a str,
+    size: u64,
+}
+
+/// Streams `bytes` with the HTTP caching and range semantics downloads have:
+/// ETag and If-None-Match, one Range, HEAD.
+async fn send_bytes(
+    state: &AppState,
+    principal: &Principal,
+    grant: Option<&LinkGrant>,
+    req: &HttpRequest,
+    bytes: BytesToSend<'_>,
+) -> Result<HttpResponse, ApiError> {
+    let BytesToSend {
+        target,
+        etag,
+        name,
+        content_type,
+        size,
+    } = bytes;
+    let cache_control = cache_control(grant);
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::ETAG, etag.as_str()))
         .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header((header::VARY, VARY))
         .insert_header((header::ACCEPT_RANGES, "bytes"));
-    if if_none_match(&req, &etag) {
+    if if_none_match(req, &etag) {
         return Ok(response.status(StatusCode::NOT_MODIFIED).finish());
     }
     response
-        .insert_header((header::CONTENT_TYPE, file.content_type.as_str()))
-        .insert_header(attachment(&file.name));
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header(attachment(name));
 
     let range = match req.headers().get(header::RANGE).map(|v| v.to_str()) {
         None => None,
@@ -568,16 +698,66 @@ async fn download(
                 Result<bytes::Bytes, std::io::Error>,
             >()));
     }
-    let content = state.files.content(&file, range).await?;
+    let content = state.files.content(&target, range).await?;
     let content = idle::download(
         content,
         Duration::from_secs(state.settings.server.idle_timeout_secs),
     );
     state
         .analytics
-        .file_downloaded(&principal.tenant, &file.cid, length, range.is_some());
+        .file_downloaded(&principal.tenant, &target, length, range.is_some());
     state.files.count_download(length);
     Ok(response.no_chunking(length).streaming(content))
+}
+
+/// What is at a path of the tenant's file: a file's bytes (as a download,
+/// always as an attachment of no sniffable type: a directory may hold
+/// HTML, which must not run in the gateway's origin), or a folder's entries.
+async fn plain_answer(
+    state: &AppState,
+    principal: &Principal,
+    grant: Option<&LinkGrant>,
+    req: &HttpRequest,
+    cid: &ContentId,
+    path: &str,
+) -> Result<HttpResponse, ApiError> {
+    match state.files.entry_at(&principal.tenant, cid, path).await? {
+        PathEntry::File { bytes } => {
+            let target = if path.is_empty() {
+                cid.to_string()
+            } else {
+                format!("{cid}/{path}")
+            };
+            let name = path.rsplit('/').next().filter(|n| !n.is_empty());
+            let bytes = BytesToSend {
+                etag: format!("\"{target}\""),
+                name: name.unwrap_or(cid.as_str()),
+                content_type: "application/octet-stream",
+                size: bytes,
+                target,
+            };
+            send_bytes(state, principal, grant, req, bytes).await
+        }
+        PathEntry::Folder { entries, more } => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, cache_control(grant)))
+            .insert_header((header::VARY, VARY))
+            .json(FolderListing {
+                cid: cid.to_string(),
+                path: path.to_owned(),
+                entries,
+                more,
+            })),
+    }
+}
+
+/// A folder's entries, sorted by name.
+#[derive(Serialize, utoipa::ToSchema)]
+struct FolderListing {
+    cid: String,
+    path: String,
+    entries: Vec<crate::stores::kubo::ListedEntry>,
+    /// More entries than one listing answers (crate::files::MAX_LISTED).
+    more: bool,
 }
 
 /// Content never changes under a CID; but through a link, no copy may
@@ -655,7 +835,7 @@ async fn verifiable_answer(
     Ok(response.streaming(body))
 }
 
-#[utoipa::path(method(get, head), path = "/ipfs/{cid}", tag = "files", summary = "A verifiable answer for the tenant's file: ?format=raw|car or Accept: application/vnd.ipld.raw|car (dag-scope, entity-bytes)", params(("cid" = String, Path, description = "The content id of a file of the tenant"), ("format" = Option<String>, Query, description = "raw or car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The block or the CAR", content((Vec<u8> = "application/vnd.ipld.raw"), (Vec<u8> = "application/vnd.ipld.car"))), (status = 304, description = "Not modified"), (status = 406, description = "Neither format=raw|car nor such an Accept: only verifiable answers here")))]
+#[utoipa::path(method(get, head), path = "/ipfs/{cid}", tag = "files", summary = "The tenant's file: verifiably with ?format=raw|car or Accept: application/vnd.ipld.raw|car (dag-scope, entity-bytes); else its bytes, or a folder's entries", params(("cid" = String, Path, description = "The content id of a file of the tenant"), ("format" = Option<String>, Query, description = "raw or car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The block or the CAR (format=raw|car), else a file's bytes or a folder's entries", content((Vec<u8> = "application/vnd.ipld.raw"), (Vec<u8> = "application/vnd.ipld.car"), (Vec<u8> = "application/octet-stream"), (FolderListing = "application/json"))), (status = 206, description = "The requested range of a file"), (status = 304, description = "Not modified"), (status = 416, description = "Range not satisfiable")))]
 async fn ipfs_path(
     principal: Principal,
     grant: Option<LinkGrant>,
@@ -666,7 +846,7 @@ async fn ipfs_path(
     ipfs_answer(principal, grant, state, req, &cid, "").await
 }
 
-#[utoipa::path(method(get, head), path = "/ipfs/{cid}/{path}", tag = "files", summary = "A verifiable answer for a path under the tenant's file (a directory's entry)", params(("cid" = String, Path, description = "The content id of a file of the tenant"), ("path" = String, Path, description = "The path under it"), ("format" = Option<String>, Query, description = "raw or car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The block or the CAR", content((Vec<u8> = "application/vnd.ipld.raw"), (Vec<u8> = "application/vnd.ipld.car"))), (status = 304, description = "Not modified"), (status = 406, description = "Neither format=raw|car nor such an Accept: only verifiable answers here")))]
+#[utoipa::path(method(get, head), path = "/ipfs/{cid}/{path}", tag = "files", summary = "A path under the tenant's file (a directory): verifiably with ?format=raw|car; else a file's bytes (Range, If-None-Match) or a folder's entries", params(("cid" = String, Path, description = "The content id of a file of the tenant"), ("path" = String, Path, description = "The path under it"), ("format" = Option<String>, Query, description = "raw or car"), ("dag-scope" = Option<String>, Query, description = "block, entity or all (car)"), ("entity-bytes" = Option<String>, Query, description = "from:to (car)")), responses((status = 200, description = "The block or the CAR (format=raw|car), else a file's bytes or a folder's entries", content((Vec<u8> = "application/vnd.ipld.raw"), (Vec<u8> = "application/vnd.ipld.car"), (Vec<u8> = "application/octet-stream"), (FolderListing = "application/json"))), (status = 206, description = "The requested range of a file"), (status = 304, description = "Not modified"), (status = 416, description = "Range not satisfiable")))]
 async fn ipfs_subpath(
     principal: Principal,
     grant: Option<LinkGrant>,
@@ -700,12 +880,7 @@ async fn ipfs_answer(
         ));
     }
     let Some(request) = verifiable_request(&req)? else {
-        return Err(ApiError::NotAcceptable(
-            "/ipfs answers only verifiably: ask ?format=raw or ?format=car (or Accept: \
-             application/vnd.ipld.raw or application/vnd.ipld.car); the bytes of a file are \
-             at /files/{cid}/download"
-                .into(),
-        ));
+        return plain_answer(&state, &principal, grant.as_ref(), &req, &cid, path).await;
     };
     verifiable_answer(
         &state,

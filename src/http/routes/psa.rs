@@ -287,9 +287,15 @@ fn listing(query: &str, max_meta_bytes: usize) -> Result<Listing, ApiError> {
                         cids.len()
                     )));
                 }
-                for cid in &cids {
-                    ContentId::parse(cid).map_err(|e| bad_request(format!("cid {cid:?}: {e}")))?;
-                }
+                // Kept as stored: CIDv1 in base32, whatever form was asked.
+                cids = cids
+                    .iter()
+                    .map(|cid| {
+                        ContentId::parse(cid)
+                            .map(|cid| cid.to_string())
+                            .map_err(|e| bad_request(format!("cid {cid:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?;
             }
             "name" => {
                 if value.chars().count() > 255 {

@@ -33,7 +33,7 @@ pub struct FileRow {
     /// `None` for a pin request: its bytes never passed the gateway.
     pub sha256: Option<Vec<u8>>,
     pub metadata: serde_json::Value,
-    /// `upload` or `pin` (a Pinning Service request).
+    /// `upload`, `car` or `pin` (a Pinning Service request).
     pub kind: String,
     /// Multiaddrs a pin request named as holding the content.
     pub origins: Vec<String>,
@@ -58,7 +58,9 @@ pub struct FileDetails<'a> {
 pub struct FileContent<'a> {
     pub cid: &'a str,
     pub size_bytes: i64,
-    pub sha256: &'a [u8],
+    pub sha256: Option<&'a [u8]>,
+    /// `upload` or `car`.
+    pub kind: &'a str,
     pub replication_min: i32,
     pub replication_max: i32,
 }
@@ -273,9 +275,15 @@ impl Postgres {
         let claimed = g
             .run("claim_for_pending_file", async {
                 tx.execute(
-                    "UPDATE file_metadata SET cid = $2, size_bytes = $3, sha256 = $4 \
+                    "UPDATE file_metadata SET cid = $2, size_bytes = $3, sha256 = $4, kind = $5 \
                      WHERE id = $1 AND state = 'writing' AND cid IS NULL",
-                    &[&id, &content.cid, &content.size_bytes, &content.sha256],
+                    &[
+                        &id,
+                        &content.cid,
+                        &content.size_bytes,
+                        &content.sha256,
+                        &content.kind,
+                    ],
                 )
                 .await
                 .map_err(query_error)
@@ -339,7 +347,7 @@ impl Postgres {
             .run("find_tenant_file", async {
                 tx.query_opt(
                     "SELECT id FROM file_metadata WHERE tenant_id = $1 AND cid = $2 \
-                     AND state = 'committed' AND kind = 'upload' FOR UPDATE",
+                     AND state = 'committed' AND kind <> 'pin' FOR UPDATE",
                     &[&tenant_id, &cid],
                 )
                 .await

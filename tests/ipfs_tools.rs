@@ -1,6 +1,9 @@
-//! The Pinning Service API at /psa, driven by Kubo's own client (`ipfs pin
-//! remote`) and by plain HTTP for what the client does not show: filters,
-//! counts, the error shape, quota, failure and polling under a rate limit.
+//! What the IPFS ecosystem's own tools do with the gateway: the Pinning
+//! Service API at /psa, driven by Kubo's own client (`ipfs pin remote`), by
+//! the community compliance suite, and by plain HTTP for what the client
+//! does not show (filters, counts, the error shape, quota, failure and
+//! polling under a rate limit); and CAR uploads made by Kubo on a node of
+//! the test's own.
 
 mod common;
 
@@ -627,4 +630,366 @@ async fn the_community_compliance_suite_passes_every_check() {
     assert!(!report.contains("FAILURE"), "{report}");
     assert!(report.matches("SUCCESS").count() >= 40, "{report}");
     assert_eq!(left["count"], 0, "the suite removes what it made");
+}
+
+/// An offline Kubo repository of the test's own: an independent maker of
+/// CARs (a chunker and a CID version the gateway does not use).
+struct OfflineRepo {
+    repo: PathBuf,
+}
+
+impl OfflineRepo {
+    fn new() -> Self {
+        let repo = common::temp_dir("car-maker");
+        let init = ipfs(&repo, &["init", "--profile=test", "-e"]);
+        assert!(init.status.success(), "ipfs init: {init:?}");
+        Self { repo }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = ipfs(&self.repo, args);
+        assert!(out.status.success(), "ipfs {args:?}: {out:?}");
+        out
+    }
+
+    /// Adds `bytes` (CIDv0, 100 KiB chunks) and answers the root.
+    fn add(&self, bytes: &[u8]) -> String {
+        let file = self.repo.join(unique("content"));
+        std::fs::write(&file, bytes).unwrap();
+        let out = self.run(&[
+            "add",
+            "-Q",
+            "--offline",
+            "--chunker=size-102400",
+            file.to_str().unwrap(),
+        ]);
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn export(&self, cid: &str) -> Vec<u8> {
+        self.run(&["dag", "export", "--offline", cid]).stdout
+    }
+
+    /// Bytes of the blocks under `cid`.
+    fn dag_size(&self, cid: &str) -> u64 {
+        let out = self.run(&[
+            "dag",
+            "stat",
+            "--offline",
+            "--progress=false",
+            "--enc=json",
+            cid,
+        ]);
+        let stat: Value = serde_json::from_slice(&out.stdout).unwrap();
+        stat["TotalSize"].as_u64().unwrap()
+    }
+}
+
+/// `car` with its header replaced by one naming `roots`.
+fn with_roots(car: &[u8], roots: &[&str]) -> Vec<u8> {
+    let (mut length, mut shift, mut at) = (0usize, 0, 0);
+    loop {
+        let byte = car[at];
+        length |= usize::from(byte & 0x7f) << shift;
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    #[derive(serde::Serialize)]
+    struct Header {
+        roots: Vec<cid::Cid>,
+        version: u64,
+    }
+    let roots = roots.iter().map(|r| r.parse().unwrap()).collect();
+    let header = serde_ipld_dagcbor::to_vec(&Header { roots, version: 1 }).unwrap();
+    assert!(header.len() < 128);
+    let mut out = vec![header.len() as u8];
+    out.extend(header);
+    out.extend(&car[at + length..]);
+    out
+}
+
+async fn upload_car(app: &TestApp, name: &str, car: Vec<u8>) -> reqwest::Response {
+    app.request(reqwest::Method::POST, "/files/upload")
+        .query(&[("name", name)])
+        .header("content-type", "application/vnd.ipld.car")
+        .body(car)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_car_made_by_kubo_elsewhere_uploads_and_downloads_byte_identical() {
+    let app = spawn_app().await;
+    let maker = OfflineRepo::new();
+    let bytes = random_bytes(1_500_000);
+    let made = maker.add(&bytes);
+    assert!(made.starts_with("Qm"), "CIDv0 from the maker: {made}");
+    let car = maker.export(&made);
+    // The gateway keeps every CID as CIDv1 in base32.
+    let parsed: cid::Cid = made.parse().unwrap();
+    let root = cid::Cid::new_v1(parsed.codec(), *parsed.hash()).to_string();
+
+    let response = upload_car(&app, "from-kubo.bin", car).await;
+    assert_eq!(response.status(), 201);
+    let file = json(response).await;
+    assert_eq!(file["cid"], root.as_str());
+    assert_eq!(file["kind"], "car");
+    assert_eq!(
+        file["size"],
+        maker.dag_size(&made),
+        "charged by the DAG's bytes"
+    );
+    assert!(file["sha256"].is_null());
+
+    let downloaded = app.get(&format!("/files/{root}/download")).await;
+    assert_eq!(downloaded.status(), 200);
+    assert_eq!(
+        downloaded.headers()["content-length"].to_str().unwrap(),
+        bytes.len().to_string()
+    );
+    assert!(downloaded.bytes().await.unwrap() == bytes, "byte-identical");
+    let ranged = app
+        .request(reqwest::Method::GET, &format!("/files/{root}/download"))
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert!(ranged.bytes().await.unwrap() == bytes[1000..2000]);
+
+    // And out again as a CAR, read back by a fresh offline repository.
+    let out = app.get(&format!("/ipfs/{root}?format=car")).await;
+    assert_eq!(out.status(), 200);
+    let car_out = common::temp_dir("car-out").join("out.car");
+    std::fs::write(&car_out, out.bytes().await.unwrap()).unwrap();
+    let reader = OfflineRepo::new();
+    reader.run(&[
+        "dag",
+        "import",
+        "--pin-roots=false",
+        car_out.to_str().unwrap(),
+    ]);
+    assert!(reader.run(&["cat", "--offline", &root]).stdout == bytes);
+
+    assert_eq!(app.delete(&format!("/files/{root}")).await.status(), 204);
+    wait_until_unpinned(&root).await;
+}
+
+#[tokio::test]
+async fn a_broken_car_is_422_and_leaves_nothing_pinned_or_charged() {
+    let mut settings = stack_settings();
+    settings.files.tenant_quota_bytes = 50_000_000;
+    let app = spawn_app_with(settings).await;
+    let maker = OfflineRepo::new();
+    let other = maker.add(&random_bytes(800_000));
+    let car = maker.export(&other);
+    // Truncated in the middle of a block.
+    let truncated = car[..car.len() / 2].to_vec();
+    // No root, and two roots.
+    let rootless = with_roots(&car, &[]);
+    let second = String::from_utf8(maker.run(&["refs", "--offline", &other]).stdout).unwrap();
+    let two_roots = with_roots(&car, &[&other, second.lines().next().unwrap()]);
+
+    // Every block but one: Kubo's export on a node that lacks it. (Its
+    // content is of its own: the other cases bring their blocks into Kubo,
+    // and a DAG whose blocks the store holds is complete.)
+    let root = maker.add(&random_bytes(800_000));
+    let leaves: Vec<String> = String::from_utf8(maker.run(&["refs", "--offline", &root]).stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    maker.run(&["pin", "rm", "--offline", &root]);
+    maker.run(&["block", "rm", "--offline", &leaves[1]]);
+    let partial = Command::new("ipfs")
+        .args(["dag", "export", "--offline", &root])
+        .env("IPFS_PATH", &maker.repo)
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(partial.len() > 100, "the export wrote what it had");
+
+    for (car, code, names) in [
+        (truncated, "invalid_car", "unexpected EOF".to_owned()),
+        (rootless, "invalid_car", "no root".to_owned()),
+        (two_roots, "invalid_car", "2 roots".to_owned()),
+        (partial, "incomplete_car", leaves[1].clone()),
+        (
+            b"not a car at all".to_vec(),
+            "invalid_car",
+            "not a CAR".to_owned(),
+        ),
+    ] {
+        let response = upload_car(&app, "broken.car", car).await;
+        assert_eq!(response.status(), 422, "{code} {names}");
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&names), "{message} names {names}");
+        // No row, pending or committed: nothing reserved or charged.
+        assert_eq!(app.file_rows().await, 0, "nothing left behind: {body}");
+    }
+    for cid in [&root, &other] {
+        let statuses = cluster_statuses(cid).await;
+        assert!(
+            statuses.iter().all(|s| s == "unpinned"),
+            "nothing pinned: {statuses:?}"
+        );
+    }
+}
+
+/// `path` under `/ipfs/{root}`, each segment percent-encoded.
+fn ipfs_url(app: &TestApp, root: &str, path: &str) -> reqwest::Url {
+    let mut url = reqwest::Url::parse(&app.url(&format!("/ipfs/{root}"))).unwrap();
+    url.path_segments_mut().unwrap().extend(path.split('/'));
+    url
+}
+
+async fn upload_tree(app: &TestApp, files: &[(String, Vec<u8>)]) -> reqwest::Response {
+    // Paths go as they are, as browsers send a folder's relative paths.
+    let mut form = reqwest::multipart::Form::new().percent_encode_noop();
+    for (path, bytes) in files {
+        let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(path.clone());
+        form = form.part("file", part);
+    }
+    app.upload_form(form).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_of_fifty_files_is_one_directory_that_round_trips() {
+    let app = spawn_app().await;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..50 {
+        let folder = match i % 5 {
+            0 => "site",
+            1 => "site/docs",
+            2 => "site/docs/deep er",
+            3 => "site/img",
+            _ => "site/ünïcode",
+        };
+        let size = match i {
+            0 => 0,
+            1 => 700_000,
+            _ => 100 + i * 37,
+        };
+        files.push((format!("{folder}/file {i}.bin"), random_bytes(size)));
+    }
+    let response = upload_tree(&app, &files).await;
+    assert_eq!(response.status(), 201);
+    let dir = json(response).await;
+    let root = dir["cid"].as_str().unwrap().to_owned();
+    assert_eq!(dir["kind"], "directory");
+    assert_eq!(dir["name"], "site", "named after the folder holding it all");
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(dir["size"], total, "every file counted");
+
+    // Every file by its path.
+    for (path, bytes) in &files {
+        let response = app
+            .http
+            .get(ipfs_url(&app, &root, path))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.bytes().await.unwrap() == *bytes, "{path}");
+    }
+    // Folders list their entries.
+    let listing = app
+        .http
+        .get(ipfs_url(&app, &root, "site"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), 200);
+    let listing = json(listing).await;
+    let names: Vec<(&str, bool)> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["folder"].as_bool().unwrap()))
+        .collect();
+    let mut expected: Vec<(String, bool)> = (0..50)
+        .step_by(5)
+        .map(|i| (format!("file {i}.bin"), false))
+        .chain(["docs", "img", "ünïcode"].map(|f| (f.to_owned(), true)))
+        .collect();
+    expected.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let expected: Vec<(&str, bool)> = expected.iter().map(|(n, f)| (n.as_str(), *f)).collect();
+    assert_eq!(names, expected, "sorted by name");
+
+    // A CAR of the root unpacks, without a network, to the same tree.
+    let car = app.get(&format!("/ipfs/{root}?format=car")).await;
+    assert_eq!(car.status(), 200);
+    let scratch = common::temp_dir("tree-out");
+    let car_file = scratch.join("tree.car");
+    std::fs::write(&car_file, car.bytes().await.unwrap()).unwrap();
+    let reader = OfflineRepo::new();
+    reader.run(&[
+        "dag",
+        "import",
+        "--pin-roots=false",
+        car_file.to_str().unwrap(),
+    ]);
+    let out = scratch.join("tree");
+    reader.run(&["get", "--offline", "-o", out.to_str().unwrap(), &root]);
+    let mut found = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap().path();
+            if entry.is_dir() {
+                stack.push(entry);
+            } else {
+                let relative = entry
+                    .strip_prefix(&out)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                found.push((relative, std::fs::read(&entry).unwrap()));
+            }
+        }
+    }
+    found.sort();
+    let mut expected = files.clone();
+    expected.sort();
+    assert_eq!(found.len(), expected.len());
+    for ((got_path, got), (path, bytes)) in found.iter().zip(&expected) {
+        assert_eq!(got_path, path);
+        assert!(got == bytes, "{path}");
+    }
+
+    assert_eq!(app.delete(&format!("/files/{root}")).await.status(), 204);
+}
+
+#[tokio::test]
+async fn a_tree_with_a_bad_path_is_refused_whole() {
+    let app = spawn_app().await;
+    for (paths, why) in [
+        (vec!["a/ok.txt", "a/../escape.txt"], ".."),
+        (vec!["a/ok.txt", "/abs.txt"], "not relative"),
+        (vec!["a/x.txt", "a/x.txt"], "twice"),
+        (vec!["a/x", "a/x/y.txt"], "both a file and a folder"),
+    ] {
+        let files: Vec<(String, Vec<u8>)> = paths
+            .iter()
+            .map(|p| (p.to_string(), random_bytes(100)))
+            .collect();
+        let response = upload_tree(&app, &files).await;
+        assert_eq!(response.status(), 400, "{paths:?}");
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], "invalid_path");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+        assert_eq!(app.file_rows().await, 0, "nothing left behind");
+    }
 }
