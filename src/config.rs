@@ -97,6 +97,8 @@ pub struct PinningSettings {
     /// How often status reads of one pin on its way ask the Cluster, at
     /// most, in milliseconds.
     pub status_check_interval_ms: u64,
+    /// How long a new pin request waits to answer `pinned`, in milliseconds.
+    pub settle_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

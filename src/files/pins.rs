@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{pin_name, ContentId, Files, FilesError};
 use crate::auth::TenantId;
 use crate::stores::cluster::PinRequest;
+use crate::stores::kubo::DagCheck;
 use crate::stores::postgres::{FileDeletion, FileRow, NewPin, PinFilter};
 use crate::stores::StoreError;
 
@@ -152,13 +153,35 @@ impl Files {
             Err(error) => Err(error),
         };
         match committed {
-            Ok(Some(file)) => Ok(self.track(file)),
+            Ok(Some(file)) => Ok(self.track(self.settle(file).await)),
             Ok(None) => Err(FilesError::Expired),
             Err(error) => {
                 self.roll_back(pending).await;
                 Err(error.into())
             }
         }
+    }
+
+    /// Waits up to `pinning.settle_wait_ms` for a new pin to be pinned:
+    /// content a peer already has, or that is small and near, is pinned in
+    /// tens of milliseconds, and a client that polls (Kubo sleeps half a
+    /// second between polls) then learns it from the first answer.
+    async fn settle(&self, file: FileRow) -> FileRow {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.pinning.settle_wait_ms);
+        let mut file = file;
+        while file.pin_state == "pinning" && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if let Err(error) = self.refresh_pin(&file.cid, file.replication_min).await {
+                tracing::debug!(%error, "pin settle check failed");
+                break;
+            }
+            match self.stores.postgres.file_by_id(file.id).await {
+                Ok(Some(fresh)) => file = fresh,
+                _ => break,
+            }
+        }
+        file
     }
 
     /// The tenant's file `id` as a pin request. A pin on its way is checked
@@ -218,9 +241,26 @@ impl Files {
     }
 
     /// Reads the size of pinned `cid` from Kubo and charges it to the pin
-    /// requests that wait for it.
+    /// requests that wait for it: a UnixFS file's bytes, else the bytes of
+    /// the blocks under it (also for data that is not UnixFS at all).
     pub(crate) async fn record_pin_size(&self, cid: &str) -> Result<(), StoreError> {
-        let size = self.stores.kubo.content_size(cid).await?.bytes();
+        let kubo = &self.stores.kubo;
+        let size = match kubo.content_size(cid).await {
+            Ok(size) => size.bytes(),
+            Err(StoreError::Failed { .. }) => {
+                let within = Duration::from_secs(self.settings.car_check_timeout_secs);
+                match kubo.check_dag(cid, within).await? {
+                    DagCheck::Complete { bytes } => bytes,
+                    DagCheck::Missing(block) => {
+                        return Err(StoreError::failed(
+                            crate::stores::StoreKind::Kubo,
+                            format!("pinned {cid} lacks block {block} on this node"),
+                        ))
+                    }
+                }
+            }
+            Err(other) => return Err(other),
+        };
         self.stores
             .postgres
             .record_pin_size(cid, i64::try_from(size).unwrap_or(i64::MAX))
