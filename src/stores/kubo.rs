@@ -102,7 +102,9 @@ pub enum DagCheck {
 
 #[derive(Deserialize)]
 struct DagStat {
-    #[serde(rename = "TotalSize")]
+    /// Absent for a DAG that is only an identity CID (its bytes live in the
+    /// CID: nothing is stored).
+    #[serde(rename = "TotalSize", default)]
     total_size: u64,
 }
 
