@@ -24,13 +24,14 @@ struct PeerIdentity {
     #[serde(default)]
     error: String,
     #[serde(default)]
-    ipfs: PeerIpfs,
+    ipfs: Option<PeerIpfs>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct PeerIpfs {
+    /// `null` while the peer's IPFS node is down.
     #[serde(default)]
-    addresses: Vec<String>,
+    addresses: Option<Vec<String>>,
 }
 
 /// Where a pin stands on each Cluster peer.
@@ -247,7 +248,11 @@ impl Cluster {
                 Ok(parse_json_stream::<PeerIdentity>(&body)?
                     .into_iter()
                     .filter(|peer| peer.error.is_empty())
-                    .flat_map(|peer| peer.ipfs.addresses)
+                    .flat_map(|peer| {
+                        peer.ipfs
+                            .and_then(|ipfs| ipfs.addresses)
+                            .unwrap_or_default()
+                    })
                     .collect())
             })
             .await
@@ -335,6 +340,19 @@ mod tests {
         let array = "[{\"version\":\"1.0.0\"}]";
         let peers: Vec<PeerIdentity> = parse_json_stream(array).unwrap();
         assert_eq!(peers[0].version, "1.0.0");
+    }
+
+    #[test]
+    fn a_peer_whose_ipfs_node_is_down_still_reads() {
+        let down = r#"{"version":"1.1.6","ipfs":{"id":"","addresses":null,"error":"down"}}"#;
+        let peer: PeerIdentity = serde_json::from_str(down).unwrap();
+        assert_eq!(peer.ipfs.and_then(|ipfs| ipfs.addresses), None);
+        let up = r#"{"version":"1.1.6","ipfs":{"addresses":["/ip4/127.0.0.1/tcp/1"]}}"#;
+        let peer: PeerIdentity = serde_json::from_str(up).unwrap();
+        assert_eq!(peer.ipfs.unwrap().addresses.unwrap().len(), 1);
+        let bare: PeerIdentity =
+            serde_json::from_str(r#"{"version":"1.1.6","ipfs":null}"#).unwrap();
+        assert!(bare.ipfs.is_none());
     }
 
     #[test]
