@@ -235,15 +235,19 @@ async fn tenants_have_their_own_counts_and_overrides(mode: RedisMode) {
     let app = spawn_app_for(settings, tenant).await;
     let other = app.other_tenant_key().await;
     let key = "shared-user-id";
-    let mut allowed = 0;
+    // The exact sequence: any other status (a 500 in place of a 429) fails.
+    let (ok, denied) = (StatusCode::OK, StatusCode::TOO_MANY_REQUESTS);
+    let mut statuses = Vec::new();
     for _ in 0..6 {
-        if check(&app, key, "api").await.status() == StatusCode::OK {
-            allowed += 1;
-        }
+        statuses.push(check(&app, key, "api").await.status());
     }
-    assert_eq!(allowed, 4, "the tenant's override applies");
+    assert_eq!(
+        statuses,
+        [ok, ok, ok, ok, denied, denied],
+        "the tenant's override applies"
+    );
     // The same key in another tenant is counted apart, under the shared policy.
-    let mut other_allowed = 0;
+    let mut other_statuses = Vec::new();
     for _ in 0..4 {
         let response = app
             .http
@@ -253,11 +257,9 @@ async fn tenants_have_their_own_counts_and_overrides(mode: RedisMode) {
             .send()
             .await
             .unwrap();
-        if response.status() == StatusCode::OK {
-            other_allowed += 1;
-        }
+        other_statuses.push(response.status());
     }
-    assert_eq!(other_allowed, 2);
+    assert_eq!(other_statuses, [ok, ok, denied, denied]);
 }
 
 async fn the_gateway_limits_each_api_key(mode: RedisMode) {

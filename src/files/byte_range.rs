@@ -44,7 +44,9 @@ pub fn requested_range(header: &str, size: u64) -> Result<ByteRange, RangeError>
     let ranges = parsed
         .validate(size)
         .map_err(|_: RangeUnsatisfiableError| RangeError::Unsatisfiable(size))?;
-    let range = ranges.first().ok_or(RangeError::Malformed)?;
+    // A well-formed range that selects nothing (a suffix of an empty file,
+    // `bytes=-0`) is unsatisfiable, not malformed.
+    let range = ranges.first().ok_or(RangeError::Unsatisfiable(size))?;
     Ok(ByteRange {
         start: *range.start(),
         end: *range.end(),
@@ -74,6 +76,38 @@ mod tests {
             Ok(ByteRange { start: 5, end: 9 })
         );
         assert_eq!(requested_range("bytes=2-4", 10).unwrap().len(), 3);
+        // A suffix longer than the file is the whole file.
+        assert_eq!(
+            requested_range("bytes=-50", 10),
+            Ok(ByteRange { start: 0, end: 9 })
+        );
+    }
+
+    #[test]
+    fn ranges_that_select_nothing_are_unsatisfiable() {
+        for (header, size) in [
+            ("bytes=-5", 0),
+            ("bytes=-0", 10),
+            ("bytes=-0", 0),
+            ("bytes=0-", 0),
+        ] {
+            assert_eq!(
+                requested_range(header, size),
+                Err(RangeError::Unsatisfiable(size)),
+                "{header} of {size} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_past_u64_read_as_any_number_past_the_end() {
+        let whole = Ok(ByteRange { start: 0, end: 9 });
+        assert_eq!(requested_range("bytes=0-18446744073709551616", 10), whole);
+        assert_eq!(requested_range("bytes=-18446744073709551616", 10), whole);
+        assert_eq!(
+            requested_range("bytes=18446744073709551616-", 10),
+            Err(RangeError::Unsatisfiable(10))
+        );
     }
 
     #[test]
