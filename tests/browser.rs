@@ -108,7 +108,7 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
         .headers()
         .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
+        .unwrap_or_else(|| panic!("no {name} header in a {} answer", response.status()))
         .to_str()
         .unwrap()
 }
