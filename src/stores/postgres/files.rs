@@ -249,29 +249,14 @@ impl Postgres {
                 client.transaction().await.map_err(query_error)
             })
             .await?;
-        let pin_state: String = g
-            .run("claim_blob", async {
-                tx.query_one(
-                    "INSERT INTO ipfs_blobs \
-                       (cid, size_bytes, replication_min, replication_max, ref_count) \
-                     VALUES ($1, $2, $3, $4, 1) \
-                     ON CONFLICT (cid) DO UPDATE SET ref_count = ipfs_blobs.ref_count + 1, \
-                       pin_state = CASE WHEN ipfs_blobs.pin_state = 'unpinning' \
-                         THEN 'pinning' ELSE ipfs_blobs.pin_state END, \
-                       updated_at = now() \
-                     RETURNING pin_state",
-                    &[
-                        &content.cid,
-                        &content.size_bytes,
-                        &content.replication_min,
-                        &content.replication_max,
-                    ],
-                )
-                .await
-                .map_err(query_error)
-            })
-            .await?
-            .get(0);
+        let pin_state = self
+            .claim_blob_reference(
+                &tx,
+                content.cid,
+                content.size_bytes,
+                (content.replication_min, content.replication_max),
+            )
+            .await?;
         let claimed = g
             .run("claim_for_pending_file", async {
                 tx.execute(
@@ -635,6 +620,36 @@ impl Postgres {
             )
             .await?;
         Ok(known.into_iter().collect())
+    }
+
+    /// Adds one reference to `cid`'s blob row, making it when missing (a
+    /// blob being unpinned is pinning again); answers its pin state.
+    pub(super) async fn claim_blob_reference(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        cid: &str,
+        size_bytes: i64,
+        (replication_min, replication_max): (i32, i32),
+    ) -> Result<String, StoreError> {
+        let row = self
+            .guard
+            .run("claim_blob", async {
+                tx.query_one(
+                    "INSERT INTO ipfs_blobs \
+                       (cid, size_bytes, replication_min, replication_max, ref_count) \
+                     VALUES ($1, $2, $3, $4, 1) \
+                     ON CONFLICT (cid) DO UPDATE SET ref_count = ipfs_blobs.ref_count + 1, \
+                       pin_state = CASE WHEN ipfs_blobs.pin_state = 'unpinning' \
+                         THEN 'pinning' ELSE ipfs_blobs.pin_state END, \
+                       updated_at = now() \
+                     RETURNING pin_state",
+                    &[&cid, &size_bytes, &replication_min, &replication_max],
+                )
+                .await
+                .map_err(query_error)
+            })
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Locks a blob row; false when there is none.

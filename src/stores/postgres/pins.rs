@@ -81,22 +81,10 @@ impl Postgres {
                 return Ok(None);
             }
         }
-        // Blob row first, as everywhere: its lock orders the claims.
-        g.run("claim_blob", async {
-            tx.execute(
-                "INSERT INTO ipfs_blobs \
-                   (cid, size_bytes, replication_min, replication_max, ref_count) \
-                 VALUES ($1, 0, $2, $3, 1) \
-                 ON CONFLICT (cid) DO UPDATE SET ref_count = ipfs_blobs.ref_count + 1, \
-                   pin_state = CASE WHEN ipfs_blobs.pin_state = 'unpinning' \
-                     THEN 'pinning' ELSE ipfs_blobs.pin_state END, \
-                   updated_at = now()",
-                &[&pin.cid, &pin.replication_min, &pin.replication_max],
-            )
-            .await
-            .map_err(query_error)
-        })
-        .await?;
+        // Blob row first, as everywhere: its lock orders the claims. The
+        // size is unknown until pinned.
+        self.claim_blob_reference(&tx, pin.cid, 0, (pin.replication_min, pin.replication_max))
+            .await?;
         let id = Uuid::new_v4();
         g.run("insert_pin_request", async {
             tx.execute(
