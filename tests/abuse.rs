@@ -13,10 +13,6 @@ use common::{json, metric_value, postgres, spawn_app, spawn_app_with, stack_sett
 use futures_util::StreamExt;
 use reqwest::Method;
 
-fn cluster_url() -> String {
-    std::env::var("IPFS_CLUSTER_URL").expect("stack env")
-}
-
 /// Series of the gateway's HTTP metrics in a `/metrics` text.
 fn http_series(metrics: &str) -> usize {
     metrics
@@ -87,52 +83,11 @@ async fn every_405_names_the_methods_the_path_has() {
     }
 }
 
-/// The Cluster's view of a CID: whether any peer holds or is getting it.
-async fn cluster_pins(cid: &str) -> bool {
-    let body: serde_json::Value = reqwest::get(format!("{}/pins/{cid}", cluster_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["peer_map"]
-        .as_object()
-        .into_iter()
-        .flat_map(|peers| peers.values())
-        .any(|peer| {
-            let status = peer["status"].as_str().unwrap_or_default();
-            status != "unpinned" && status != "remote"
-        })
-}
-
-/// The CID Kubo gives `bytes` with the gateway's add options, without
-/// storing anything anywhere.
-async fn cid_of(bytes: &[u8]) -> String {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("f"),
-    );
-    let url = format!(
-        "http://127.0.0.1:{}/api/v0/add?only-hash=true&cid-version=1&raw-leaves=true&chunker=size-262144",
-        std::env::var("IPFS_PORT").expect("stack env")
-    );
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["Hash"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_refused_upload_leaves_no_pin_and_no_row() {
     let app = spawn_app().await;
     let content = format!("refused {}", uuid::Uuid::new_v4());
-    let cid = cid_of(content.as_bytes()).await;
+    let cid = common::cid_of(content.as_bytes()).await;
     let form = reqwest::multipart::Form::new()
         .text("metadata", r#"{"x":"\u0000"}"#)
         .part(
@@ -144,14 +99,14 @@ async fn a_refused_upload_leaves_no_pin_and_no_row() {
     let body = json(response).await;
     assert_eq!(body["error"]["code"], "invalid_metadata", "{body}");
     assert_eq!(app.file_rows().await, 0, "no row, pending or committed");
-    assert!(!cluster_pins(&cid).await, "no pin of {cid}");
+    assert!(!common::cluster_holds(&cid).await, "no pin of {cid}");
 }
 
 #[tokio::test]
 async fn an_upload_that_outlives_its_pending_row_is_rolled_back_whole() {
     let app = spawn_app().await;
     let content = format!("slow {}", uuid::Uuid::new_v4());
-    let cid = cid_of(content.as_bytes()).await;
+    let cid = common::cid_of(content.as_bytes()).await;
     // The body's last byte arrives only after the pending row is gone, as
     // the reconciler leaves it once files.pending_expiry_secs has passed
     // (done here by hand, for this tenant alone: every gateway's reconciler
@@ -185,7 +140,7 @@ async fn an_upload_that_outlives_its_pending_row_is_rolled_back_whole() {
     assert_eq!(response.status(), 408);
     assert_eq!(json(response).await["error"]["code"], "upload_expired");
     assert_eq!(app.file_rows().await, 0);
-    assert!(!cluster_pins(&cid).await, "no pin of {cid}");
+    assert!(!common::cluster_holds(&cid).await, "no pin of {cid}");
 }
 
 #[tokio::test]
@@ -207,7 +162,7 @@ async fn gateway_pins_no_file_owns_are_removed_after_the_grace() {
             reqwest::multipart::Part::text(content).file_name("f"),
         );
         let body = reqwest::Client::new()
-            .post(format!("{}/add", cluster_url()))
+            .post(format!("{}/add", common::cluster_url()))
             .query(&[("name", name.as_str()), ("cid-version", "1")])
             .multipart(form)
             .send()
@@ -229,15 +184,21 @@ async fn gateway_pins_no_file_owns_are_removed_after_the_grace() {
         format!("foreign {}", uuid::Uuid::new_v4()),
     )
     .await;
-    assert!(cluster_pins(&orphan).await);
+    assert!(common::cluster_holds(&orphan).await);
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster_pins(&orphan).await {
+    while common::cluster_holds(&orphan).await {
         assert!(Instant::now() < deadline, "the orphan pin {orphan} stayed");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(cluster_pins(&foreign).await, "another system's pin stays");
-    assert!(cluster_pins(&owned_cid).await, "a stored file's pin stays");
+    assert!(
+        common::cluster_holds(&foreign).await,
+        "another system's pin stays"
+    );
+    assert!(
+        common::cluster_holds(&owned_cid).await,
+        "a stored file's pin stays"
+    );
     let metrics = app.metrics_text().await;
     assert!(
         metric_value(
@@ -246,7 +207,7 @@ async fn gateway_pins_no_file_owns_are_removed_after_the_grace() {
         ) >= 1.0
     );
     reqwest::Client::new()
-        .delete(format!("{}/pins/{foreign}", cluster_url()))
+        .delete(format!("{}/pins/{foreign}", common::cluster_url()))
         .send()
         .await
         .unwrap();
@@ -335,7 +296,10 @@ async fn uploads_and_deletes_of_one_content_race_without_deadlock_or_loss() {
         // first tenant's delete and upload ran together: either order is
         // a fair outcome, and its file exists exactly when the delete went
         // first.
-        assert!(cluster_pins(&cid).await, "round {round}: {cid} unpinned");
+        assert!(
+            common::cluster_holds(&cid).await,
+            "round {round}: {cid} unpinned"
+        );
         let delete_as = |key: &str| {
             app.http
                 .delete(app.url(&format!("/files/{cid}")))
@@ -349,7 +313,10 @@ async fn uploads_and_deletes_of_one_content_race_without_deadlock_or_loss() {
             204,
             "round {round}"
         );
-        assert!(!cluster_pins(&cid).await, "round {round}: left pinned");
+        assert!(
+            !common::cluster_holds(&cid).await,
+            "round {round}: left pinned"
+        );
     }
 }
 

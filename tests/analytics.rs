@@ -4,9 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    json, spawn_app, spawn_app_with, stack_settings, user_activity_count, wait_for_user_activity,
-};
+use common::{json, spawn_app, spawn_app_with, stack_settings, wait_for_user_activity};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use storage_gateway::auth::Scope;
@@ -59,6 +57,9 @@ async fn accepted_events_reach_clickhouse_once_each() {
         .await;
     assert_eq!(single.status(), StatusCode::ACCEPTED);
     wait_for_user_activity(&app.tenant, 71, Duration::from_secs(30)).await;
+    // Every id differs, so no merge can have folded rows away: a shipper
+    // that inserted a batch twice would show here.
+    assert_eq!(raw_user_activity_rows(&app.tenant).await, 71);
 
     // The same batch again (a client's retry) is counted once.
     let again = app.post_json("/analytics/events", &json!(events)).await;
@@ -68,12 +69,61 @@ async fn accepted_events_reach_clickhouse_once_each() {
         .await;
     assert_eq!(marker.status(), StatusCode::ACCEPTED);
     wait_for_user_activity(&app.tenant, 72, Duration::from_secs(30)).await;
+    // The retry's 50 rows are stored until a merge folds them into their
+    // twins; never more than that.
+    let raw = raw_user_activity_rows(&app.tenant).await;
+    assert!((72..=122).contains(&raw), "{raw} raw rows");
 
+    // Everything accepted (the activity rows of the gateway's own too) was
+    // acknowledged by ClickHouse exactly once, and nothing waits.
+    let (accepted, inserted) = wait_until_nothing_pending(&app).await;
+    assert!(accepted >= 122, "{accepted} accepted");
+    assert_eq!(inserted, accepted);
     let metrics = app.metrics_text().await;
     assert!(
-        metrics.contains("gateway_analytics_events_total{outcome=\"inserted\"}"),
+        common::metric_value(
+            &metrics,
+            "gateway_analytics_events_total{outcome=\"inserted\"}"
+        ) >= inserted as f64,
         "{metrics}"
     );
+}
+
+/// Rows of the tenant in `user_activity` as stored, before any merge
+/// folds duplicates.
+async fn raw_user_activity_rows(tenant: &storage_gateway::auth::TenantId) -> u64 {
+    common::clickhouse()
+        .query("SELECT count() FROM user_activity WHERE tenant_id = ?")
+        .bind(tenant.as_str())
+        .fetch_one::<u64>()
+        .await
+        .expect("ClickHouse answers")
+}
+
+/// Waits until the app's spool is empty, and answers its accepted and
+/// inserted event counts then.
+async fn wait_until_nothing_pending(app: &common::TestApp) -> (u64, u64) {
+    let metrics = &app.state.metrics;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let accepted = metrics
+            .analytics_events
+            .with_label_values(&["accepted"])
+            .get();
+        let inserted = metrics
+            .analytics_events
+            .with_label_values(&["inserted"])
+            .get();
+        let pending = metrics.analytics_spool_events.get();
+        if pending == 0 && accepted == inserted {
+            return (accepted, inserted);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 30 s: {accepted} accepted, {inserted} inserted, {pending} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -160,8 +210,14 @@ async fn sizes_and_scopes_are_bounded() {
         .await
         .unwrap();
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(user_activity_count(&app.tenant).await, 0);
+    // Events are shipped in the order accepted: once the marker is in
+    // ClickHouse, any refused event taken before it would be too.
+    let marker = app
+        .post_json("/analytics/events", &json!({"event_type": "marker"}))
+        .await;
+    assert_eq!(marker.status(), StatusCode::ACCEPTED);
+    wait_for_user_activity(&app.tenant, 1, Duration::from_secs(30)).await;
+    assert_eq!(raw_user_activity_rows(&app.tenant).await, 1);
 }
 
 #[tokio::test]

@@ -362,6 +362,15 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
     let (user, submit) = common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go"}).to_string();
     let large = || Part::bytes(vec![b'x'; 300_000]);
+    // The one output that reaches IPFS before its form is refused: content
+    // of this test's own, so its CID names no one else's blob.
+    let stored: Vec<u8> = common::unique("stray-output")
+        .into_bytes()
+        .into_iter()
+        .cycle()
+        .take(300_000)
+        .collect();
+    let stored_cid = common::cid_of(&stored).await;
 
     let cases = [
         (
@@ -409,7 +418,7 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
         (
             Form::new()
                 .text("submission", meta.clone())
-                .part("output", large())
+                .part("output", Part::bytes(stored.clone()))
                 .text("comment", "stray"),
             StatusCode::BAD_REQUEST,
             "nothing after",
@@ -419,7 +428,7 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
                 .text("submission", meta.clone())
                 .part("output", Part::bytes(vec![b'y'; 2 << 20])),
             StatusCode::PAYLOAD_TOO_LARGE,
-            "",
+            "over the limit of 1048576 bytes",
         ),
         (
             Form::new()
@@ -440,8 +449,14 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
     assert_eq!(
         app.file_rows().await,
         0,
-        "no output left in IPFS or pending"
+        "no file row, pending or committed"
     );
+    assert_eq!(common::blob_state(&stored_cid).await, None, "no blob row");
+    assert!(
+        !common::in_cluster_pinset(&stored_cid).await,
+        "{stored_cid} left in the Cluster's pin set"
+    );
+    assert!(!common::cluster_holds(&stored_cid).await);
 }
 
 #[tokio::test]

@@ -1,18 +1,15 @@
 //! A backend taken away for real: `/ready` and the API answer 503 naming it,
-//! and recover when it is back. These tests stop shared services, so they
-//! take turns (cargo runs test binaries one after another, so no other test
-//! runs beside them).
+//! and recover when it is back. These tests stop shared services, so each
+//! holds the stack's turn lock while it runs: no two of them, in this
+//! process or another, stop services at once.
 
 mod common;
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use common::{json, ref_count, spawn_app, stack, TestApp};
+use common::{json, ref_count, spawn_app, stack, stack_turn, TestApp};
 use futures_util::FutureExt;
-use tokio::sync::Mutex;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// Stops `service`, runs `check`, and always starts it again.
 async fn with_service_stopped<F, Fut, T>(service: &str, check: F) -> T
@@ -68,7 +65,7 @@ async fn assert_ready_names(app: &TestApp, backend: &str) {
 
 #[tokio::test]
 async fn postgres_down_gives_503_naming_it() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     with_service_stopped("postgres", || async {
         // No key can be verified without Postgres, so no detail either:
@@ -95,7 +92,7 @@ async fn postgres_down_gives_503_naming_it() {
 
 #[tokio::test]
 async fn redis_down_gives_503_naming_it() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     with_service_stopped("redis", || assert_ready_names(&app, "redis")).await;
     wait_until_ready(&app).await;
@@ -103,7 +100,7 @@ async fn redis_down_gives_503_naming_it() {
 
 #[tokio::test]
 async fn clickhouse_down_gives_503_naming_it() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     with_service_stopped("clickhouse", || assert_ready_names(&app, "clickhouse")).await;
     wait_until_ready(&app).await;
@@ -111,7 +108,7 @@ async fn clickhouse_down_gives_503_naming_it() {
 
 #[tokio::test]
 async fn kubo_down_gives_503_naming_it() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     with_service_stopped("kubo1", || assert_ready_names(&app, "kubo")).await;
     wait_until_ready(&app).await;
@@ -119,7 +116,7 @@ async fn kubo_down_gives_503_naming_it() {
 
 #[tokio::test]
 async fn cluster_down_gives_503_naming_it() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     with_service_stopped("cluster1", || assert_ready_names(&app, "cluster")).await;
     wait_until_ready(&app).await;
@@ -151,7 +148,7 @@ async fn assert_unavailable(response: reqwest::Response, backend: &str) {
 
 #[tokio::test]
 async fn an_upload_with_kubo_down_is_503_and_writes_nothing() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let stored = upload_when_accepted(&app, "stored before kubo went away").await;
     let cid = json(stored).await["cid"].as_str().unwrap().to_owned();
@@ -171,7 +168,7 @@ async fn an_upload_with_kubo_down_is_503_and_writes_nothing() {
 
 #[tokio::test]
 async fn an_upload_with_the_cluster_down_is_503_and_counts_nothing() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let body = Box::leak(format!("cluster outage {}", uuid::Uuid::new_v4()).into_boxed_str());
     with_service_stopped("cluster1", || async {
@@ -191,18 +188,9 @@ async fn an_upload_with_the_cluster_down_is_503_and_counts_nothing() {
 }
 
 /// The stored pin state of a CID's blob row; `None` once the row is gone.
-async fn blob_state(cid: &str) -> Option<String> {
-    let client = common::postgres(&std::env::var("DATABASE_URL").expect("stack env")).await;
-    client
-        .query_opt("SELECT pin_state FROM ipfs_blobs WHERE cid = $1", &[&cid])
-        .await
-        .expect("blob query")
-        .map(|row| row.get(0))
-}
-
 #[tokio::test]
 async fn a_delete_with_the_cluster_down_commits_and_the_unpin_follows() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let mut settings = common::stack_settings();
     settings.files.reconcile_interval_secs = 1;
     let app = common::spawn_app_with(settings).await;
@@ -214,13 +202,13 @@ async fn a_delete_with_the_cluster_down_commits_and_the_unpin_follows() {
         let deleted = app.delete(&format!("/files/{cid}")).await;
         assert_eq!(deleted.status(), 204, "the delete itself needs no Cluster");
         assert_eq!(app.get(&format!("/files/{cid}")).await.status(), 404);
-        assert_eq!(blob_state(&cid).await.as_deref(), Some("unpinning"));
+        assert_eq!(common::blob_state(&cid).await.as_deref(), Some("unpinning"));
     })
     .await;
     wait_until_ready(&app).await;
     // Once the Cluster is back, the reconciler unpins and forgets the blob.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while blob_state(&cid).await.is_some() {
+    while common::blob_state(&cid).await.is_some() {
         assert!(Instant::now() < deadline, "the unpin never happened");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -245,7 +233,7 @@ async fn a_delete_with_the_cluster_down_commits_and_the_unpin_follows() {
 
 #[tokio::test]
 async fn downloads_with_postgres_down_are_503_not_404() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let response = upload_when_accepted(&app, "metadata lives in postgres").await;
     let cid = json(response).await["cid"].as_str().unwrap().to_owned();
@@ -263,11 +251,15 @@ async fn downloads_with_postgres_down_are_503_not_404() {
 
 #[tokio::test]
 async fn files_keep_working_with_clickhouse_down() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
+    // Uploads work before ClickHouse goes (an earlier test may have
+    // restarted the Cluster), so the one below meets only its absence.
+    let before = upload_when_accepted(&app, "analytics still up").await;
+    assert_eq!(before.status(), 201);
     let cid = with_service_stopped("clickhouse", || async {
         // Analytics events are recorded on the side: losing one never fails the request.
-        let response = upload_when_accepted(&app, "no analytics right now").await;
+        let response = upload(&app, "no analytics right now").await;
         assert_eq!(response.status(), 201);
         let cid = json(response).await["cid"].as_str().unwrap().to_owned();
         let download = app.get(&format!("/files/{cid}/download")).await;
@@ -305,7 +297,7 @@ fn events(n: usize, tag: usize) -> serde_json::Value {
 
 #[tokio::test]
 async fn events_accepted_while_clickhouse_is_down_all_arrive() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let accepted_before = app.post_json("/analytics/events", &events(100, 0)).await;
     assert_eq!(accepted_before.status(), 202);
@@ -333,11 +325,11 @@ async fn events_accepted_while_clickhouse_is_down_all_arrive() {
 
 #[tokio::test]
 async fn a_full_spool_answers_503_rather_than_dropping() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let mut settings = common::stack_settings();
     settings.analytics.spool_max_bytes = 20_000;
     let app = common::spawn_app_with(settings).await;
-    with_service_stopped("clickhouse", || async {
+    let accepted = with_service_stopped("clickhouse", || async {
         let mut accepted = 0;
         let mut refused = None;
         for batch in 0..20 {
@@ -352,9 +344,19 @@ async fn a_full_spool_answers_503_rather_than_dropping() {
         }
         assert!(accepted > 0);
         assert_unavailable(refused.expect("the bound was reached"), "clickhouse").await;
+        accepted
     })
     .await;
     wait_until_ready(&app).await;
+    // Every event the spool took before it was full arrives, exactly once.
+    common::wait_for_user_activity(&app.tenant, accepted, Duration::from_secs(90)).await;
+    let raw = common::clickhouse()
+        .query("SELECT count() FROM user_activity WHERE tenant_id = ?")
+        .bind(app.tenant.as_str())
+        .fetch_one::<u64>()
+        .await
+        .unwrap();
+    assert_eq!(raw, accepted);
 }
 
 /// A gateway binary of its own, for killing.
@@ -402,7 +404,7 @@ async fn wait_until_serving(http: &reqwest::Client, base: &str) {
 
 #[tokio::test]
 async fn a_killed_gateway_ships_every_acknowledged_event_after_restart() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let spool = common::temp_dir("killed-spool");
     let mut child = start_gateway_process(&spool);
@@ -472,7 +474,7 @@ async fn within_bound(request: reqwest::RequestBuilder) -> reqwest::Response {
 
 #[tokio::test]
 async fn redis_down_fails_each_policy_its_own_way_and_recovers() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = common::spawn_app_with(open_and_closed_policies()).await;
     let check = |policy: &str| {
         app.request(reqwest::Method::POST, "/rate-limit/check")
@@ -547,7 +549,7 @@ fn freeze_redis(frozen: bool) {
 
 #[tokio::test]
 async fn a_redis_that_does_not_answer_is_timed_out() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = common::spawn_app_with(open_and_closed_policies()).await;
     let check = |policy: &str| {
         app.request(reqwest::Method::POST, "/rate-limit/check")
@@ -573,7 +575,7 @@ async fn a_redis_that_does_not_answer_is_timed_out() {
 
 #[tokio::test]
 async fn a_redis_cluster_that_is_down_gives_503_naming_redis() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = common::spawn_app_with(common::settings_for(common::RedisMode::Cluster)).await;
     let set = || {
         app.request(reqwest::Method::POST, "/cache/set")
@@ -621,7 +623,7 @@ async fn user_activity(app: &TestApp, day: &str) -> (String, reqwest::Response) 
 
 #[tokio::test]
 async fn dashboards_serve_stale_answers_while_clickhouse_is_down() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let mut settings = common::stack_settings();
     // Stale after a second, and no serving stale while refreshing: every
     // request past the second tries ClickHouse first.
@@ -651,7 +653,7 @@ async fn dashboards_serve_stale_answers_while_clickhouse_is_down() {
 
 #[tokio::test]
 async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let (user, submit) = common::user_and_challenge(&app).await;
     let board = submit.replace("/submissions", "/leaderboard");
@@ -686,7 +688,7 @@ async fn with_redis_down_dashboards_and_leaderboards_answer_from_their_stores() 
 
 #[tokio::test]
 async fn a_large_submission_with_kubo_down_is_503_and_stores_nothing() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let (user, submit) = common::user_and_challenge(&app).await;
     // Over the inline threshold: the output must go to IPFS first.
@@ -731,7 +733,7 @@ async fn a_large_submission_with_kubo_down_is_503_and_stores_nothing() {
 
 #[tokio::test]
 async fn the_backend_probe_reports_a_stopped_store() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let mut settings = common::stack_settings();
     settings.server.backend_probe_interval_secs = 1;
     let app = common::spawn_app_with(settings).await;
@@ -780,7 +782,7 @@ fn tus_patch(app: &TestApp, url: &str, offset: usize, body: Vec<u8>) -> reqwest:
 
 #[tokio::test]
 async fn a_resumable_upload_whose_last_part_meets_a_cluster_outage_finishes_after_it() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = stack_turn().await;
     let app = spawn_app().await;
     let content: Vec<u8> = format!("accepted parts are kept {}", uuid::Uuid::new_v4())
         .repeat(30_000)

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,13 +31,6 @@ const MOST_AHEAD_SECS: i64 = 86_400;
 pub struct Rejection {
     pub index: usize,
     pub error: String,
-}
-
-/// One event as a `user_activity` row in JSON, with its id.
-#[derive(Debug)]
-struct Row {
-    pub event_id: Uuid,
-    pub json: String,
 }
 
 /// The message of a body with more events than allowed; the caller turns
@@ -166,10 +159,7 @@ impl<'a> Batch<'a> {
         let outcome = match written {
             Ok((id, row)) => Ok((id, row)),
             // Read again as a plain value: slower, and precise about what is wrong.
-            Err(_) => serde_json::from_str(raw.get())
-                .map_err(|e| e.to_string())
-                .and_then(|value| row(self.tenant, value, self.max_properties_bytes, self.now))
-                .map(|row| (row.event_id, row.json)),
+            Err(_) => row(self.tenant, raw.get(), self.max_properties_bytes, self.now),
         };
         match outcome {
             Ok((id, json)) if self.rejections.is_empty() => {
@@ -266,15 +256,7 @@ fn fast_row(
     if properties.len() > max_properties_bytes {
         return Err(problem());
     }
-    let json = serde_json::to_string(&Outgoing {
-        event_id: event_id.hyphenated(),
-        tenant_id: tenant.as_str(),
-        user_id,
-        event_type,
-        timestamp: seconds,
-        properties,
-    })
-    .map_err(|e| e.to_string())?;
+    let json = outgoing_json(tenant, event_id, user_id, event_type, seconds, properties)?;
     Ok((event_id, json))
 }
 
@@ -288,33 +270,86 @@ fn in_range(seconds: i64, now: OffsetDateTime) -> bool {
     (EARLIEST..=now.unix_timestamp() + MOST_AHEAD_SECS).contains(&seconds)
 }
 
+/// An event's fields as sent, each unparsed, in order. A field given twice
+/// is refused here, as the fast path's derived reader refuses it.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(String, &'de RawValue)> = Vec::new();
+        while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
+            if fields.iter().any(|(seen, _)| *seen == name) {
+                return Err(serde::de::Error::custom(format!(
+                    "field {name:?} is given twice"
+                )));
+            }
+            fields.push((name, value));
+        }
+        Ok(Fields(fields))
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// Takes a field out, parsed; JSON `null` reads as absent.
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.take_raw(name)
+            .map(|raw| serde_json::from_str(raw.get()).expect("read as JSON already"))
+            .filter(|value: &Value| !value.is_null())
+    }
+
+    fn take_raw(&mut self, name: &str) -> Option<&'a RawValue> {
+        let at = self.0.iter().position(|(field, _)| field == name)?;
+        Some(self.0.remove(at).1)
+    }
+}
+
+/// The slow path: the same rules as [`fast_row`], and the same row, with a
+/// message that says what is wrong.
 fn row(
     tenant: &TenantId,
-    event: Value,
+    event: &str,
     max_properties_bytes: usize,
     now: OffsetDateTime,
-) -> Result<Row, String> {
-    let Value::Object(mut event) = event else {
+) -> Result<(Uuid, String), String> {
+    if !event.trim_start().starts_with('{') {
         return Err("an event must be a JSON object".into());
-    };
-    let event_id = match event.remove("event_id") {
-        None | Some(Value::Null) => Uuid::new_v4(),
+    }
+    let mut event: Fields = serde_json::from_str(event).map_err(|e| e.to_string())?;
+    let event_id = match event.take("event_id") {
+        None => Uuid::new_v4(),
         Some(Value::String(id)) => {
             Uuid::parse_str(&id).map_err(|_| format!("event_id {id:?} is not a UUID"))?
         }
         Some(_) => return Err("event_id must be a UUID string".into()),
     };
-    let event_type = match event.remove("event_type") {
-        Some(Value::String(t)) if valid_event_type(&t) => t,
-        Some(_) => {
-            return Err(format!(
-                "event_type must be 1 to {MAX_EVENT_TYPE_BYTES} characters of letters, digits, '_', '.', ':' and '-'"
-            ))
-        }
+    let event_type = match event.take_raw("event_type").map(|raw| raw.get()) {
+        // Unlike the other fields, null is no stand-in here.
+        Some(raw) => match serde_json::from_str(raw) {
+            Ok(Value::String(t)) if valid_event_type(&t) => t,
+            _ => {
+                return Err(format!(
+                    "event_type must be 1 to {MAX_EVENT_TYPE_BYTES} characters of letters, digits, '_', '.', ':' and '-'"
+                ))
+            }
+        },
         None => return Err("event_type is missing".into()),
     };
-    let user_id = match event.remove("user_id") {
-        None | Some(Value::Null) => String::new(),
+    let user_id = match event.take("user_id") {
+        None => String::new(),
         Some(Value::String(u)) if u.len() <= MAX_USER_ID_BYTES => u,
         Some(_) => {
             return Err(format!(
@@ -322,8 +357,8 @@ fn row(
             ))
         }
     };
-    let timestamp = match event.remove("timestamp") {
-        None | Some(Value::Null) => now,
+    let timestamp = match event.take("timestamp") {
+        None => now,
         Some(Value::String(text)) => OffsetDateTime::parse(&text, &Rfc3339)
             .map_err(|_| format!("timestamp {text:?} is not RFC 3339"))?,
         Some(_) => return Err("timestamp must be an RFC 3339 string".into()),
@@ -332,31 +367,43 @@ fn row(
     if !in_range(seconds, now) {
         return Err("timestamp must be between 2000-01-01 and one day from now".into());
     }
-    let properties = match event.remove("properties") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(object @ Value::Object(_)) => object,
+    // Kept as sent, as the fast path keeps them.
+    let properties = match event.take_raw("properties").map(RawValue::get) {
+        None | Some("null") => "{}",
+        Some(raw) if raw.starts_with('{') => raw,
         Some(_) => return Err("properties must be a JSON object".into()),
-    }
-    .to_string();
+    };
     if properties.len() > max_properties_bytes {
         return Err(format!(
             "properties are {} bytes of JSON; the limit is {max_properties_bytes}",
             properties.len()
         ));
     }
-    if let Some(unknown) = event.keys().next() {
+    if let Some((unknown, _)) = event.0.first() {
         return Err(format!("unknown field {unknown:?}"));
     }
-    let json = serde_json::json!({
-        "event_id": event_id.to_string(),
-        "tenant_id": tenant.as_str(),
-        "user_id": user_id,
-        "event_type": event_type,
-        "timestamp": seconds,
-        "properties": properties,
+    let json = outgoing_json(tenant, event_id, &user_id, &event_type, seconds, properties)?;
+    Ok((event_id, json))
+}
+
+/// The spool line of a valid event, as both paths write it.
+fn outgoing_json(
+    tenant: &TenantId,
+    event_id: Uuid,
+    user_id: &str,
+    event_type: &str,
+    timestamp: i64,
+    properties: &str,
+) -> Result<String, String> {
+    serde_json::to_string(&Outgoing {
+        event_id: event_id.hyphenated(),
+        tenant_id: tenant.as_str(),
+        user_id,
+        event_type,
+        timestamp,
+        properties,
     })
-    .to_string();
-    Ok(Row { event_id, json })
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -493,5 +540,103 @@ mod tests {
         batch.push(good);
         assert_eq!(batch.held_bytes(), 0);
         assert_eq!(batch.finish().unwrap_err()[0].index, 1);
+    }
+
+    /// Both paths over one event's text: the fast one's row or `None`,
+    /// and the slow one's row or its message.
+    fn both_paths(text: &str, max_properties: usize) -> (Option<String>, Result<String, String>) {
+        let tenant = tenant();
+        let fast = serde_json::from_str::<Incoming>(text)
+            .ok()
+            .and_then(|event| fast_row(&tenant, event, max_properties, now()).ok())
+            .map(|(_, json)| json);
+        let slow = row(&tenant, text, max_properties, now()).map(|(_, json)| json);
+        (fast, slow)
+    }
+
+    #[test]
+    fn the_fast_and_slow_paths_accept_alike_and_write_the_same_row() {
+        let id = "\"event_id\": \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"";
+        let stamp = "\"timestamp\": \"2025-11-23T10:00:00Z\"";
+        let texts = [
+            format!("{{{id}, {stamp}, \"event_type\": \"a\"}}"),
+            format!("{{{id}, {stamp}, \"event_type\": \"a\", \"properties\": {{ \"k\" : 1 }}}}"),
+            // Duplicate property keys are kept as sent by both.
+            format!(
+                "{{{id}, {stamp}, \"event_type\": \"a\", \"properties\": {{\"k\":1,\"k\":2}}}}"
+            ),
+            format!("{{{id}, {stamp}, \"event_type\": \"\\u0061\", \"user_id\": \"\\u00fc\"}}"),
+            format!(
+                "{{{id}, {stamp}, \"event_type\": \"a\", \"user_id\": null, \"properties\": null}}"
+            ),
+            // A field given twice is refused by both.
+            format!("{{{id}, {stamp}, \"event_type\": \"a\", \"event_type\": \"b\"}}"),
+            format!("{{{id}, {id}, {stamp}, \"event_type\": \"a\"}}"),
+            format!("{{{id}, {stamp}, \"event_type\": null}}"),
+            format!("{{{id}, {stamp}, \"event_type\": \"a\", \"properties\": \"{{}}\"}}"),
+            format!(
+                "{{{id}, {stamp}, \"event_type\": \"a\", \"properties\": {{\"pad\": \"{}\"}}}}",
+                "x".repeat(30)
+            ),
+            format!(
+                "{{{id}, {stamp}, \"event_type\": \"a\", \"properties\": {{\"pad\":     \"{}\"}}}}",
+                "x".repeat(26)
+            ),
+        ];
+        for text in &texts {
+            match both_paths(text, 40) {
+                (Some(fast), Ok(slow)) => assert_eq!(fast, slow, "{text}"),
+                (None, Err(_)) => {}
+                (fast, slow) => panic!("{text}: fast {fast:?}, slow {slow:?}"),
+            }
+        }
+        let (_, twice) = both_paths(&texts[5], 40);
+        assert!(twice.unwrap_err().contains("\"event_type\" is given twice"));
+        let (kept, _) = both_paths(&texts[2], 40);
+        assert!(kept
+            .unwrap()
+            .contains(r#""properties":"{\"k\":1,\"k\":2}""#));
+    }
+
+    #[test]
+    fn each_bound_holds_exactly_at_its_limit() {
+        let accepted = |event: Value| check(vec![event]).is_ok();
+        let at = |n: usize| "x".repeat(n);
+        assert!(accepted(json!({"event_type": at(MAX_EVENT_TYPE_BYTES)})));
+        assert!(!accepted(
+            json!({"event_type": at(MAX_EVENT_TYPE_BYTES + 1)})
+        ));
+        assert!(accepted(
+            json!({"event_type": "a", "user_id": at(MAX_USER_ID_BYTES)})
+        ));
+        assert!(!accepted(
+            json!({"event_type": "a", "user_id": at(MAX_USER_ID_BYTES + 1)})
+        ));
+        // `check` allows 100 bytes of properties: {"p":"..."} is 8 bytes more.
+        assert!(accepted(
+            json!({"event_type": "a", "properties": {"p": at(92)}})
+        ));
+        assert!(!accepted(
+            json!({"event_type": "a", "properties": {"p": at(93)}})
+        ));
+        let stamp = |seconds: i64| {
+            let time = OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+            json!({"event_type": "a", "timestamp": time.format(&Rfc3339).unwrap()})
+        };
+        assert!(accepted(stamp(EARLIEST)));
+        assert!(!accepted(stamp(EARLIEST - 1)));
+        let latest = now().unix_timestamp() + MOST_AHEAD_SECS;
+        assert!(accepted(stamp(latest)));
+        assert!(!accepted(stamp(latest + 1)));
+    }
+
+    #[test]
+    fn a_body_of_bad_events_names_the_first_hundred() {
+        let events = (0..150)
+            .map(|_| json!({"event_type": "bad type"}))
+            .collect();
+        let rejections = check(events).unwrap_err();
+        assert_eq!(rejections.len(), MAX_REPORTED);
+        assert_eq!(rejections.last().unwrap().index, MAX_REPORTED - 1);
     }
 }

@@ -727,4 +727,93 @@ mod tests {
         let all = spool.read_batch(from, 100, u64::MAX).unwrap();
         assert_eq!(all.events, 10);
     }
+
+    #[tokio::test]
+    async fn an_append_larger_than_the_whole_bound_is_refused_and_nothing_written() {
+        let dir = temp_dir("huge");
+        let spool = Spool::open(&dir, 100, 1 << 20).unwrap();
+        let huge = lines(10, "a");
+        assert!(huge.len() > 100);
+        assert!(matches!(
+            spool.append(huge, 10).await,
+            Err(SpoolError::Full {
+                pending: 0,
+                limit: 100,
+                ..
+            })
+        ));
+        assert_eq!(spool.pending_bytes(), 0);
+        assert_eq!(spool.durable().offset, 0, "nothing reached the segment");
+        spool.append(lines(1, "a"), 1).await.unwrap();
+        assert_eq!(spool.pending_events(), 1);
+    }
+
+    #[tokio::test]
+    async fn acknowledging_frees_the_space_and_the_segments_behind() {
+        let dir = temp_dir("freed");
+        let line = lines(1, "a");
+        let bound = 4 * line.len() as u64;
+        // Segments of one line each.
+        let spool = Spool::open(&dir, bound, 1).unwrap();
+        for _ in 0..4 {
+            spool.append(line.clone(), 1).await.unwrap();
+        }
+        assert!(matches!(
+            spool.append(line.clone(), 1).await,
+            Err(SpoolError::Full { .. })
+        ));
+        let batch = spool
+            .read_batch(spool.acked().unwrap(), 3, u64::MAX)
+            .unwrap();
+        spool
+            .acknowledge(batch.end, batch.events, batch.bytes)
+            .unwrap();
+        assert_eq!(spool.pending_bytes(), line.len() as u64);
+        assert_eq!(
+            list_segments(&dir).unwrap().first().copied(),
+            Some(batch.end.segment),
+            "acknowledged segments are removed"
+        );
+        for _ in 0..3 {
+            spool.append(line.clone(), 1).await.unwrap();
+        }
+        assert!(spool.append(line, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_segment_is_passed_over() {
+        let dir = temp_dir("missing");
+        let spool = Spool::open(&dir, 1 << 20, 1).unwrap();
+        for i in 0..3 {
+            spool.append(lines(1, &format!("t{i}")), 1).await.unwrap();
+        }
+        let segments = list_segments(&dir).unwrap();
+        fs::remove_file(segment_path(&dir, segments[1])).unwrap();
+        let batch = spool
+            .read_batch(spool.acked().unwrap(), 10, u64::MAX)
+            .unwrap();
+        let tables: Vec<&str> = batch
+            .rows_by_table
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(tables, ["t0", "t2"]);
+        assert_eq!(batch.end, spool.durable());
+    }
+
+    #[tokio::test]
+    async fn a_malformed_acknowledgement_stops_the_opening_with_its_name() {
+        let dir = temp_dir("bad-ack");
+        fs::write(dir.join(ACKED_FILE), "12 twelve\n").unwrap();
+        match Spool::open(&dir, 1 << 20, 1 << 20) {
+            Err(SpoolError::Io(message)) => {
+                assert!(
+                    message.contains(ACKED_FILE) && message.contains("malformed"),
+                    "{message}"
+                )
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a malformed acknowledgement was read as a position"),
+        }
+    }
 }

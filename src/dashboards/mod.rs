@@ -310,3 +310,46 @@ fn api_usage_json(row: &crate::stores::clickhouse::ApiUsageRow) -> Map<String, V
     };
     map
 }
+
+#[cfg(test)]
+mod tests {
+    use super::query::{Interval, Report};
+    use super::*;
+
+    fn answered_buckets(from: i64, to: i64, interval: Interval) -> Vec<String> {
+        let query = DashboardQuery {
+            report: Report::UserActivity,
+            from,
+            to,
+            interval,
+            filter: None,
+        };
+        let mut frame = Frame::new(&query);
+        frame.fill_empty(|| json!({"total": 0}));
+        let answer: Value = serde_json::from_slice(&frame.finish(json!(0), false)).unwrap();
+        answer["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|bucket| bucket["start"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_aligned_range_answers_one_bucket_per_interval() {
+        // 2026-03-09T00:00:00Z, a day of hours.
+        let from = 1_773_014_400;
+        let hours = answered_buckets(from, from + 86_400, Interval::Hour);
+        assert_eq!(hours.len(), 24);
+        assert_eq!(hours[0], "2026-03-09T00:00:00Z");
+        assert_eq!(hours[23], "2026-03-09T23:00:00Z");
+        let days = answered_buckets(from, from + 7 * 86_400, Interval::Day);
+        assert_eq!(days.len(), 7);
+        assert_eq!(days[6], "2026-03-15T00:00:00Z");
+        // One interval: one bucket.
+        assert_eq!(
+            answered_buckets(from, from + 3_600, Interval::Hour).len(),
+            1
+        );
+    }
+}

@@ -306,6 +306,44 @@ mod tests {
     }
 
     #[test]
+    fn range_and_bucket_bounds_hold_exactly_at_their_limits() {
+        let now = datetime!(2026-03-10 15:42:10 UTC);
+        let raw = |from: &str, to: &str, interval: &str| RawQuery {
+            from: Some(from.into()),
+            to: Some(to.into()),
+            interval: Some(interval.into()),
+            ..RawQuery::default()
+        };
+        let parse_with = |raw: RawQuery, settings: &DashboardSettings| {
+            DashboardQuery::parse(Report::UserActivity, raw, now, settings)
+        };
+        let mut bounds = settings();
+        bounds.max_buckets = 1_000;
+        // 31 days exactly is allowed; one hour more is not.
+        let month = raw("2026-02-01T00:00:00Z", "2026-03-04T00:00:00Z", "day");
+        assert!(parse_with(month, &bounds).is_ok());
+        let past = raw("2026-02-01T00:00:00Z", "2026-03-04T01:00:00Z", "hour");
+        let error = parse_with(past, &bounds).unwrap_err();
+        assert!(error.contains("max_range_days"), "{error}");
+        // 200 hourly buckets exactly is allowed; 201 are not.
+        bounds.max_buckets = 200;
+        let at = raw("2026-03-01T00:00:00Z", "2026-03-09T08:00:00Z", "hour");
+        assert_eq!(
+            parse_with(at, &bounds).map(|q| (q.to - q.from) / 3600),
+            Ok(200)
+        );
+        let over = raw("2026-03-01T00:00:00Z", "2026-03-09T09:00:00Z", "hour");
+        let error = parse_with(over, &bounds).unwrap_err();
+        assert!(error.contains("201 hour buckets"), "{error}");
+        // An empty range is refused, even one that would widen to an interval.
+        let empty = raw("2026-03-01T10:30:00Z", "2026-03-01T10:30:00Z", "hour");
+        assert_eq!(
+            parse_with(empty, &bounds).unwrap_err(),
+            "from must be before to"
+        );
+    }
+
+    #[test]
     fn same_query_in_other_words_shares_a_fingerprint() {
         let utc = parse(
             Report::FileStats,

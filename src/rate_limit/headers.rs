@@ -15,15 +15,25 @@ pub fn ratelimit_policy_header(decision: &Decision) -> String {
         .limits
         .iter()
         .map(|l| {
-            format!(
-                "\"{}\";q={};w={}",
-                l.limit.name,
-                l.limit.limit,
-                l.limit.window.as_secs().max(1)
-            )
+            let (quota, window) = whole_second_quota(l.limit.limit, l.limit.window);
+            format!("\"{}\";q={quota};w={window}", l.limit.name)
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The header's window is whole seconds. A window that is not is written
+/// as the next whole number of seconds, with the quota scaled to it and
+/// rounded down, so a client that keeps to it is never denied: 10 per
+/// 500 ms is `q=20;w=1`, 100 per 1.5 s is `q=133;w=2`.
+fn whole_second_quota(limit: u64, window: std::time::Duration) -> (u64, u64) {
+    let window_us = window.as_micros().max(1);
+    let seconds = window_us.div_ceil(1_000_000);
+    if seconds * 1_000_000 == window_us {
+        return (limit, seconds as u64);
+    }
+    let quota = u128::from(limit) * seconds * 1_000_000 / window_us;
+    (u64::try_from(quota).unwrap_or(u64::MAX), seconds as u64)
 }
 
 /// `"minute";r=19;t=1, "day";r=999;t=87`
@@ -135,5 +145,33 @@ mod tests {
             ]
         );
         assert_eq!(d.retry_after_us(), 600_000);
+    }
+
+    #[test]
+    fn sub_second_windows_are_written_in_whole_seconds() {
+        let within = |limit, window_ms, remaining, reset_us| {
+            let mut state = state("fast", limit, 1, remaining, reset_us, 0);
+            state.limit.window = Duration::from_millis(window_ms);
+            state
+        };
+        let d = decision(vec![
+            within(10, 500, 9, 50_000),
+            within(100, 1_500, 99, 1_200_000),
+            within(3, 1_000, 2, 0),
+        ]);
+        assert_eq!(
+            ratelimit_policy_header(&d),
+            "\"fast\";q=20;w=1, \"fast\";q=133;w=2, \"fast\";q=3;w=1"
+        );
+        // A reset under a second is a second away, never zero: a client
+        // that waits that long succeeds.
+        assert_eq!(
+            ratelimit_header(&d),
+            "\"fast\";r=9;t=1, \"fast\";r=99;t=2, \"fast\";r=2;t=0"
+        );
+        assert_eq!(
+            whole_second_quota(u64::MAX, Duration::from_micros(1)),
+            (u64::MAX, 1)
+        );
     }
 }

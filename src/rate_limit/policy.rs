@@ -219,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn sizes_that_would_overflow_the_arithmetic_are_refused() {
+        let compiled = |limit, window, burst| {
+            Policies::from_settings(&settings(vec![("m", limit, window, burst)]))
+        };
+        // One unit per microsecond is the finest rate; finer is refused.
+        assert!(compiled(1_000_000, "1s", None).is_ok());
+        assert!(compiled(1_000_001, "1s", None).is_err());
+        // Burst times emission interval must stay far inside 64 bits, where
+        // the Redis script adds it to a clock in microseconds.
+        assert!(compiled(10, "1s", Some(u64::MAX)).is_err());
+        assert!(compiled(1, "1000years", None).is_err());
+        let error = compiled(1, "36years", None).unwrap_err();
+        assert!(error.1.contains("too large"), "{error:?}");
+        assert!(compiled(1, "35years", None).is_ok());
+    }
+
+    #[test]
     fn tenant_policies_replace_shared_ones() {
         let mut s = settings(vec![("m", 10, "1m", None)]);
         let mut acme = s.policies.clone();

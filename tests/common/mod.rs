@@ -291,6 +291,75 @@ pub async fn ref_count(cid: &str) -> i64 {
     row.get(0)
 }
 
+/// The pin state of a CID's blob row, or `None` when it has none.
+pub async fn blob_state(cid: &str) -> Option<String> {
+    let client = postgres(&std::env::var("DATABASE_URL").expect("stack env")).await;
+    client
+        .query_opt("SELECT pin_state FROM ipfs_blobs WHERE cid = $1", &[&cid])
+        .await
+        .expect("blob query")
+        .map(|row| row.get(0))
+}
+
+/// The CID Kubo gives `bytes` with the gateway's add options, without
+/// storing anything anywhere.
+pub async fn cid_of(bytes: &[u8]) -> String {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("f"),
+    );
+    let url = format!(
+        "http://127.0.0.1:{}/api/v0/add?only-hash=true&cid-version=1&raw-leaves=true\
+         &chunker=size-262144&inline=true&inline-limit=32",
+        std::env::var("IPFS_PORT").expect("stack env")
+    );
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["Hash"].as_str().unwrap().to_owned()
+}
+
+pub fn cluster_url() -> String {
+    std::env::var("IPFS_CLUSTER_URL").expect("stack env")
+}
+
+/// The Cluster's view of a CID: whether any peer holds or is getting it.
+pub async fn cluster_holds(cid: &str) -> bool {
+    let body: serde_json::Value = reqwest::get(format!("{}/pins/{cid}", cluster_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["peer_map"]
+        .as_object()
+        .into_iter()
+        .flat_map(|peers| peers.values())
+        .any(|peer| {
+            let status = peer["status"].as_str().unwrap_or_default();
+            status != "unpinned" && status != "remote"
+        })
+}
+
+/// Whether the Cluster's pin set (what it keeps pinned, whatever the peers
+/// report at the moment) holds the CID.
+pub async fn in_cluster_pinset(cid: &str) -> bool {
+    let response = reqwest::get(format!("{}/allocations/{cid}", cluster_url()))
+        .await
+        .unwrap();
+    match response.status().as_u16() {
+        200 => true,
+        404 => false,
+        other => panic!("the Cluster answered {other} for the allocation of {cid}"),
+    }
+}
+
 /// A client of the stack's ClickHouse analytics database, for looking
 /// behind the API.
 pub fn clickhouse() -> clickhouse::Client {
@@ -298,17 +367,6 @@ pub fn clickhouse() -> clickhouse::Client {
         .with_url(std::env::var("CLICKHOUSE_HOST").expect("stack env"))
         .with_database(std::env::var("CLICKHOUSE_DB").expect("stack env"))
         .with_validation(false)
-}
-
-/// Distinct events of the tenant in `user_activity`: each counted once,
-/// however often a replay inserted it.
-pub async fn user_activity_count(tenant: &TenantId) -> u64 {
-    clickhouse()
-        .query("SELECT uniqExact(event_id) FROM user_activity WHERE tenant_id = ?")
-        .bind(tenant.as_str())
-        .fetch_one::<u64>()
-        .await
-        .expect("ClickHouse answers")
 }
 
 /// Waits until the tenant has `expected` events in ClickHouse, failing
@@ -352,6 +410,29 @@ pub fn metric_value(metrics: &str, sample: &str) -> f64 {
         .lines()
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The right to stop and start the stack's shared services, held until
+/// dropped. It is a lock on a file in the stack's folder, so it excludes
+/// tests in other processes as well as in this one.
+pub struct StackTurn(#[allow(dead_code)] std::fs::File);
+
+/// Waits for the stack's turn lock (`$STACK_DIR/turn.lock`).
+pub async fn stack_turn() -> StackTurn {
+    let path = PathBuf::from(std::env::var("STACK_DIR").expect("stack env")).join("turn.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        file.lock()
+            .unwrap_or_else(|error| panic!("locking {}: {error}", path.display()));
+        StackTurn(file)
+    })
+    .await
+    .expect("the lock task ends")
 }
 
 /// Runs `scripts/stack ARGS`, failing the test if it fails.
