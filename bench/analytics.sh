@@ -19,8 +19,11 @@
 #
 # Usage: bench/analytics.sh [EVENTS=500000] [BATCH=10000] [CONCURRENCY=4]
 set -euo pipefail
+# shellcheck source=../scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+# shellcheck source=../scripts/lib/install.sh
 source "$REPO_ROOT/scripts/lib/install.sh"
+# shellcheck source=../scripts/lib/bench.sh
 source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 
@@ -77,7 +80,7 @@ PY
 
 log "batch endpoint: $EVENTS events, $CONCURRENCY requests at a time"
 started=$(date +%s.%N)
-ls "$work"/batches/*.ndjson | xargs -P "$CONCURRENCY" -I{} \
+find "$work/batches" -name '*.ndjson' -print0 | xargs -0 -P "$CONCURRENCY" -I{} \
   curl -sS -f -o /dev/null -H "Authorization: Bearer $key" -H "Content-Type: application/x-ndjson" \
   --data-binary @{} "$base/analytics/events"
 accepted=$(date +%s.%N)

@@ -11,7 +11,9 @@
 # Each run uploads a fresh random file per contender, so none finds its
 # blocks already stored by another. Reports medians (MiB/s) and ratios.
 set -euo pipefail
+# shellcheck source=../scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+# shellcheck source=../scripts/lib/bench.sh
 source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 

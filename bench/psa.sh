@@ -11,7 +11,9 @@
 # in alternating order, after an untimed warm-up of each. Reports the median
 # wall time with min-max, and the ratio gateway / Cluster.
 set -euo pipefail
+# shellcheck source=../scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+# shellcheck source=../scripts/lib/bench.sh
 source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 
@@ -37,7 +39,9 @@ cleanup() {
         --status=queued,pinning,pinned,failed --force >/dev/null 2>&1 || true
     done
   done
-  [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null && wait "$origin_pid" 2>/dev/null || true
+  if [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null; then
+    wait "$origin_pid" 2>/dev/null || true
+  fi
   stop_gateway
   collect_unpinned "${pinned[@]}"
   bench_cleanup
@@ -48,12 +52,18 @@ ipfs_origin() { IPFS_PATH=$origin IPFS_TELEMETRY=off ipfs "$@"; }
 
 log "starting the origin Kubo node"
 ipfs_origin init --profile=test -e >/dev/null
-for setting in 'Routing.Type "none"' 'Bootstrap []' 'Discovery.MDNS.Enabled false' \
-  'AutoConf.Enabled false' 'DNS.Resolvers {}' 'Routing.DelegatedRouters []' \
-  'Ipns.DelegatedPublishers []' 'AutoTLS.Enabled false'; do
-  # shellcheck disable=SC2086
-  ipfs_origin config --json $setting
-done
+while read -r name value; do
+  ipfs_origin config --json "$name" "$value"
+done <<'SETTINGS'
+Routing.Type "none"
+Bootstrap []
+Discovery.MDNS.Enabled false
+AutoConf.Enabled false
+DNS.Resolvers {}
+Routing.DelegatedRouters []
+Ipns.DelegatedPublishers []
+AutoTLS.Enabled false
+SETTINGS
 ipfs_origin daemon --enable-gc=false >"$work/origin.log" 2>&1 &
 origin_pid=$!
 for _ in $(seq 1 300); do [ -f "$origin/api" ] && ipfs_origin id >/dev/null 2>&1 && break; sleep 0.2; done

@@ -13,8 +13,11 @@
 # per-key gateway rate limit on every request (with a limit high enough not
 # to deny).
 set -euo pipefail
+# shellcheck source=../scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+# shellcheck source=../scripts/lib/install.sh
 source "$REPO_ROOT/scripts/lib/install.sh"
+# shellcheck source=../scripts/lib/bench.sh
 source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 

@@ -10,7 +10,9 @@
 # once the Cluster has finished replicating the one before (untimed). Reports medians
 # (MiB/s) with min-max and the ratio tus / plain.
 set -euo pipefail
+# shellcheck source=../scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
+# shellcheck source=../scripts/lib/bench.sh
 source "$REPO_ROOT/scripts/lib/bench.sh"
 cd "$REPO_ROOT"
 

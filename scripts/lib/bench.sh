@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmarks under bench/: the running stack, a release
 # gateway of their own, a scratch folder. Sourced after common.sh.
 #
@@ -24,7 +25,9 @@ bench_setup() {
 
 stop_gateway() {
   if [ -n "${gateway_pid:-}" ]; then
-    kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null || true
+    if kill "$gateway_pid" 2>/dev/null; then
+      wait "$gateway_pid" 2>/dev/null || true
+    fi
   fi
   gateway_pid=""
 }

@@ -1,3 +1,6 @@
+# shellcheck shell=bash
+# The names set here are read by the scripts that source this file.
+# shellcheck disable=SC2034
 # Shared settings of the local stack: paths, versions and every port in one place.
 # Sourced by scripts/stack, scripts/run and scripts/test.
 

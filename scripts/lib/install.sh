@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installs what the local stack needs and is missing. Sourced after common.sh.
 
 DEBIAN_PACKAGES=(postgresql redis-server clickhouse-server clickhouse-client prometheus python3 python3-venv python3-yaml curl chromium)
@@ -105,12 +106,15 @@ ensure_psa_compliance() {
   (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund >"$TOOLS_CACHE/npm-psa.log" 2>&1) ||
     { tail -n 20 "$TOOLS_CACHE/npm-psa.log" >&2; die "npm ci failed in tests/psa-compliance"; }
   constants="$dir/node_modules/@ipfs-shipyard/pinning-service-compliance/dist/src/utils/constants.js"
+  # The backquote opens a JavaScript template string: written as it is.
+  # shellcheck disable=SC2016
   sed -i \
     -e 's|^const specLocation = `|const specLocation = process.env.PSA_SPEC_LOCATION ?? `|' \
     -e "s|^const docsDir = resolve(|const docsDir = process.env.PSA_REPORT_DIR ?? resolve(|" \
     "$constants"
-  grep -q 'PSA_SPEC_LOCATION' "$constants" && grep -q 'PSA_REPORT_DIR' "$constants" ||
+  if ! grep -q 'PSA_SPEC_LOCATION' "$constants" || ! grep -q 'PSA_REPORT_DIR' "$constants"; then
     die "the compliance suite's constants.js changed shape; update ensure_psa_compliance"
+  fi
   touch "$stamp"
 }
 
