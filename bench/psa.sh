@@ -20,8 +20,7 @@ cd "$REPO_ROOT"
 CIDS=${1:-100}
 ROUNDS=${2:-3}
 
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-bench_setup
+bench_setup "$@"
 bench_port=$((GATEWAY_PORT + 102))
 url="http://127.0.0.1:$bench_port"
 cluster_psa="http://127.0.0.1:$(cluster_pinsvc_port 1)"
@@ -120,12 +119,15 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "$CIDS" "${gw_ms[*]}" "${cluster_ms[*]}" <<'PY'
-import statistics, sys
+import sys
+from bench_report import emit, median, spread, text
 n = int(sys.argv[1])
 gw, cluster = ([int(v) / 1000 for v in arg.split()] for arg in sys.argv[2:4])
-print(f"ipfs pin remote add of {n} small CIDs, one after the other (wall time, s)")
+print(f"\nipfs pin remote add of {n} small CIDs, one after the other; wall time in s, median (min-max)")
 for name, runs in (("gateway /psa", gw), ("Cluster pinsvc", cluster)):
-    print(f"  {name:16s} median {statistics.median(runs):6.1f}  (min {min(runs):.1f}, max {max(runs):.1f})"
-          f"  {1000 * statistics.median(runs) / n:.0f} ms per CID")
-print(f"  gateway / Cluster: {statistics.median(gw) / statistics.median(cluster):.2f}")
+    print(f"  {name:16s} {text(runs, 1):>20s}  {1000 * median(runs) / n:.0f} ms per CID")
+ratio = median(gw) / median(cluster)
+print(f"  gateway / Cluster: {ratio:.2f}")
+emit("psa", {"cids": n, "seconds": {"gateway": spread(gw, 2), "cluster": spread(cluster, 2)},
+             "gateway_over_cluster": round(ratio, 2)})
 PY

@@ -21,8 +21,7 @@ RUNS=${2:-5}
 CHUNK_MIB=${3:-8}
 LARGE_MIB=${4:-1024}
 
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-bench_setup
+bench_setup "$@"
 bench_port=$((GATEWAY_PORT + 101))
 url="http://127.0.0.1:$bench_port"
 key=""
@@ -118,15 +117,6 @@ for run in $(seq 1 "$RUNS"); do
   log "run $run: plain ${plain_us[-1]} us, tus ${tus_us[-1]} us"
 done
 
-python3 - "$SIZE_MIB" "$CHUNK_MIB" "${plain_us[*]}" "${tus_us[*]}" <<'PY'
-import statistics, sys
-size, chunk = int(sys.argv[1]), int(sys.argv[2])
-rate = lambda us: [size / (u / 1e6) for u in map(int, us.split())]
-plain, tus = rate(sys.argv[3]), rate(sys.argv[4])
-for name, rates in (("POST /files/upload", plain), (f"tus, {chunk} MiB PATCHes", tus)):
-    print(f"{name:26s} median {statistics.median(rates):7.1f} MiB/s  (min {min(rates):.1f}, max {max(rates):.1f})")
-print(f"tus / plain: {statistics.median(tus) / statistics.median(plain):.2f}")
-PY
 
 log "peak RSS over one ${LARGE_MIB} MiB tus upload (fresh gateway)"
 start_gateway "$bench_port"
@@ -146,6 +136,23 @@ while [ "$offset" -lt "$size" ]; do
     tr -d '\r' | awk 'tolower($1) == "x-ipfs-path:" {sub("/ipfs/", "", $2); print $2}')
   offset=$((offset + chunk))
 done
-[ -n "$cid" ] && cids+=("$cid")
+if [ -n "$cid" ]; then cids+=("$cid"); fi
 after=$(awk '/VmHWM/ {print $2}' "/proc/$gateway_pid/status")
-echo "peak RSS: $((before / 1024)) MiB before, $((after / 1024)) MiB after a ${LARGE_MIB} MiB tus upload ($CHUNK_MIB MiB PATCHes)"
+
+python3 - "$SIZE_MIB" "$CHUNK_MIB" "${plain_us[*]}" "${tus_us[*]}" "$before" "$after" "$LARGE_MIB" <<'PY'
+import sys
+from bench_report import emit, median, spread, text
+size, chunk = int(sys.argv[1]), int(sys.argv[2])
+rate = lambda us: [size / (u / 1e6) for u in map(int, us.split())]
+plain, tus = rate(sys.argv[3]), rate(sys.argv[4])
+before, after, large = (int(x) for x in sys.argv[5:8])
+print(f"\nresumable uploads: {size} MiB random files, {len(plain)} runs; MiB/s, median (min-max)")
+for name, rates in (("POST /files/upload", plain), (f"tus, {chunk} MiB PATCHes", tus)):
+    print(f"  {name:26s} {text(rates, 1):>24s}")
+ratio = median(tus) / median(plain)
+print(f"  tus / plain: {ratio:.2f}")
+print(f"  peak RSS: {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after a {large} MiB tus upload")
+emit("tus", {"size_mib": size, "chunk_mib": chunk, "mib_s": {"plain": spread(plain, 1), "tus": spread(tus, 1)},
+             "tus_over_plain": round(ratio, 2),
+             "peak_rss_mib": {"before": round(before / 1024, 1), "after": round(after / 1024, 1), "large_mib": large}})
+PY

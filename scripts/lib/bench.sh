@@ -2,13 +2,24 @@
 # Shared by the benchmarks under bench/: the running stack, a release
 # gateway of their own, a scratch folder. Sourced after common.sh.
 #
-#   bench_setup                     stack up, env, release build (or $GATEWAY_BIN), $work
+#   bench_setup "$@"                machine line, stack up, env, release build (or
+#                                   $GATEWAY_BIN), $work; reports import bench_report
 #   start_gateway PORT [ARGS...]    (re)start the gateway: `serve ARGS` on PORT
 #   stop_gateway
 #   cpu_ms PID                      CPU time (user + system, ms) PID has used
 #   collect_unpinned CID...         wait until the Cluster unpinned them, then GC every Kubo
 
 bench_setup() {
+  # How this run was started, for its closing JSON line.
+  BENCH_COMMAND="bench/$(basename "$0")${*:+ $*}"
+  export BENCH_COMMAND
+  # The machine as the benchmark found it, before the stack or a build
+  # added load of their own.
+  BENCH_CORES=$(nproc)
+  BENCH_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+  export BENCH_CORES BENCH_LOAD
+  export REPO_ROOT PYTHONPATH="$REPO_ROOT/scripts/lib${PYTHONPATH:+:$PYTHONPATH}"
+  log "machine: $BENCH_CORES cores, load $BENCH_LOAD"
   scripts/stack up
   eval "$(scripts/stack env)"
   # GATEWAY_BIN names another build to measure (an older one, to compare).

@@ -262,6 +262,12 @@ impl Spool {
                     if e.kind() == std::io::ErrorKind::NotFound
                         && position.segment < durable.segment =>
                 {
+                    // Only someone removing it by hand loses a segment:
+                    // its events are gone, the ones after it still ship.
+                    tracing::error!(
+                        segment = %path.display(),
+                        "an event spool segment is missing; its events are lost"
+                    );
                     position = Position {
                         segment: position.segment + 1,
                         offset: 0,
