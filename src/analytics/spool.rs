@@ -617,6 +617,18 @@ mod tests {
         buffer
     }
 
+    /// Reads the next `events` from the acknowledged position and
+    /// acknowledges them, as the shipper does once ClickHouse has them.
+    fn acknowledge_next(spool: &Spool, events: u64) -> Batch {
+        let batch = spool
+            .read_batch(spool.acked().unwrap(), events, u64::MAX)
+            .unwrap();
+        spool
+            .acknowledge(batch.end, batch.events, batch.bytes)
+            .unwrap();
+        batch
+    }
+
     #[tokio::test]
     async fn appended_events_are_read_back_and_acknowledged() {
         let dir = temp_dir("basic");
@@ -652,12 +664,7 @@ mod tests {
             let spool = Spool::open(&dir, 1 << 20, 64).unwrap();
             spool.append(lines(5, "a"), 5).await.unwrap();
             spool.append(lines(5, "a"), 5).await.unwrap();
-            let batch = spool
-                .read_batch(spool.acked().unwrap(), 3, u64::MAX)
-                .unwrap();
-            spool
-                .acknowledge(batch.end, batch.events, batch.bytes)
-                .unwrap();
+            acknowledge_next(&spool, 3);
         }
         // A torn line at the end, as a crash mid-write would leave.
         let last = list_segments(&dir).unwrap().last().copied().unwrap();
@@ -768,12 +775,7 @@ mod tests {
             spool.append(line.clone(), 1).await,
             Err(SpoolError::Full { .. })
         ));
-        let batch = spool
-            .read_batch(spool.acked().unwrap(), 3, u64::MAX)
-            .unwrap();
-        spool
-            .acknowledge(batch.end, batch.events, batch.bytes)
-            .unwrap();
+        let batch = acknowledge_next(&spool, 3);
         assert_eq!(spool.pending_bytes(), line.len() as u64);
         assert_eq!(
             list_segments(&dir).unwrap().first().copied(),
