@@ -63,7 +63,9 @@ Routing.DelegatedRouters []
 Ipns.DelegatedPublishers []
 AutoTLS.Enabled false
 SETTINGS
-ipfs_origin daemon --enable-gc=false >"$work/origin.log" 2>&1 &
+# Started directly, not through the function: $! must be the daemon itself,
+# or stopping it at the end would stop only a subshell.
+IPFS_PATH=$origin IPFS_TELEMETRY=off ipfs daemon --enable-gc=false >"$work/origin.log" 2>&1 &
 origin_pid=$!
 for _ in $(seq 1 300); do [ -f "$origin/api" ] && ipfs_origin id >/dev/null 2>&1 && break; sleep 0.2; done
 ipfs_origin id >/dev/null || die "the origin node did not start (log: $work/origin.log)"
