@@ -169,8 +169,9 @@ impl RateLimiter {
     /// A busy key would otherwise cost a Redis round trip per request, so a
     /// check reserves a small share of the limit at once (1/64 of its
     /// smallest burst, and a single unit for small limits, which therefore
-    /// stay exact) and spends it locally for up to a second. A key can get
-    /// ahead of its limit by at most one reservation per gateway.
+    /// stay exact) and spends it locally for up to a second. Units count
+    /// against the limit when reserved, so a key gets ahead of a window
+    /// only by units reserved just before it and spent within it.
     pub async fn admit(
         &self,
         tenant: &TenantId,
