@@ -4,7 +4,7 @@
 #   peak     wrk, DURATION seconds each, CONNECTIONS connections:
 #            GET /health (an actix endpoint with no I/O, the ceiling),
 #            GET /session/{id}, POST /rate-limit/check, GET /cache/get/{key}
-#   latency  hey (four processes of four workers) at half of each
+#   latency  hey (eight processes of two workers) at half of each
 #            endpoint's median peak rate: p50 and p99
 #   scale    redis-benchmark GET and EVALSHA (the rate-limit script) on the
 #            same Redis, with as many connections
@@ -130,11 +130,11 @@ PY
 }
 
 # hey_run NAME RATE: prints "P50_MS P99_MS" at RATE requests per second in
-# all, from four hey processes of four workers each (the same client for
-# every endpoint and set-up; with 16 keys each process has its own, within
-# its limit while RATE stays under 20000), their latencies pooled.
+# all, from eight hey processes of two workers each (the same client for
+# every endpoint and set-up; with 16 keys each process has its own, well
+# within its limit while RATE stays under 30000), their latencies pooled.
 hey_run() {
-  local name=$1 rate=$2 processes=4 workers=4 i
+  local name=$1 rate=$2 processes=8 workers=2 i
   local per_worker=$(( (rate + processes * workers - 1) / (processes * workers) ))
   local pids=()
   for i in $(seq 0 $((processes - 1))); do
@@ -172,14 +172,17 @@ for variant in default lifted; do
   for repeat in $(seq 1 "$REPEATS"); do
     for name in "${names[@]}"; do
       log "$variant, $repeat of $REPEATS: wrk, $name, for ${DURATION}s"
-      peaks[$variant.$name]="${peaks[$variant.$name]:-}$(wrk_run "$name" "$DURATION");"
+      # Assigned alone, so a failed run stops the benchmark.
+      result=$(wrk_run "$name" "$DURATION")
+      peaks[$variant.$name]="${peaks[$variant.$name]:-}$result;"
     done
   done
   for repeat in $(seq 1 "$REPEATS"); do
     for name in "${names[@]}"; do
       rate=$(python3 -c 'import statistics,sys; print(int(statistics.median(float(r.split()[0]) for r in sys.argv[1].split(";") if r) / 2))' "${peaks[$variant.$name]}")
       log "$variant, $repeat of $REPEATS: hey, $name, at $rate requests/s for ${DURATION}s"
-      halves[$variant.$name]="${halves[$variant.$name]:-}$rate $(hey_run "$name" "$rate");"
+      result=$(hey_run "$name" "$rate")
+      halves[$variant.$name]="${halves[$variant.$name]:-}$rate $result;"
     done
   done
 done

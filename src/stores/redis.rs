@@ -1,6 +1,9 @@
-//! Redis: one multiplexed connection (or one per Cluster node), made on
-//! first use and re-made by the client whenever it drops.
+//! Redis: a multiplexed connection per thread for a single Redis (one per
+//! Cluster node for a Redis Cluster), made on first use and re-made by the
+//! client whenever it drops.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -58,9 +61,23 @@ impl ConnectionLike for Connection {
 
 #[derive(Clone)]
 pub struct Redis {
+    /// Tells this Redis's connections apart in each thread's [`SINGLE`].
+    id: u64,
     client: Client,
-    connection: Arc<OnceCell<Connection>>,
+    /// The one connection to a Redis Cluster, shared by every thread.
+    cluster: Arc<OnceCell<Connection>>,
     guard: CallGuard,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's connection to each single Redis. A connection's task
+    /// runs on the runtime that made it: made here, a command goes out and
+    /// its answer comes back on the thread that sent it, rather than
+    /// through a task on another thread, which cost a wake-up and a
+    /// context switch each way.
+    static SINGLE: RefCell<Vec<(u64, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Redis {
@@ -79,36 +96,60 @@ impl Redis {
         }
         .map_err(|e| StoreError::failed(StoreKind::Redis, e))?;
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             client,
-            connection: Arc::new(OnceCell::new()),
+            cluster: Arc::new(OnceCell::new()),
             guard: CallGuard::new(StoreKind::Redis, timeout, metrics),
         })
     }
 
-    /// The shared connection. The gateway starts without Redis; the first
-    /// call after Redis comes up makes the connection.
+    /// A connection for this thread (a single Redis) or the shared one (a
+    /// Cluster). The gateway starts without Redis; the first call after
+    /// Redis comes up makes the connection.
     pub async fn connection(&self) -> Result<Connection, StoreError> {
-        let timeout = self.guard.timeout();
-        self.connection
-            .get_or_try_init(|| async {
-                match &self.client {
-                    Client::Single(client) => {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(timeout))
-                            .set_response_timeout(Some(timeout))
-                            .set_number_of_retries(1);
-                        ConnectionManager::new_with_config(client.clone(), config)
+        let client = match &self.client {
+            Client::Single(client) => client,
+            Client::Cluster(client) => {
+                return self
+                    .cluster
+                    .get_or_try_init(|| async {
+                        client
+                            .get_async_connection()
                             .await
-                            .map(Connection::Single)
-                    }
-                    Client::Cluster(client) => {
-                        client.get_async_connection().await.map(Connection::Cluster)
-                    }
-                }
-                .map_err(redis_error)
-            })
+                            .map(Connection::Cluster)
+                            .map_err(redis_error)
+                    })
+                    .await
+                    .cloned();
+            }
+        };
+        let held = SINGLE.with(|held| {
+            held.borrow()
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .map(|(_, connection)| connection.clone())
+        });
+        if let Some(connection) = held {
+            return Ok(Connection::Single(connection));
+        }
+        let timeout = self.guard.timeout();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .cloned()
+            .map_err(redis_error)?;
+        // Kept by the thread this call ended on (the same one, on the
+        // gateway's single-threaded workers); two calls racing to make the
+        // first keep the first.
+        SINGLE.with(|held| {
+            let mut held = held.borrow_mut();
+            if !held.iter().any(|(id, _)| *id == self.id) {
+                held.push((self.id, connection.clone()));
+            }
+        });
+        Ok(Connection::Single(connection))
     }
 
     /// Runs `call` on the shared connection within the Redis timeout,
