@@ -19,6 +19,9 @@ CLUSTER_VERSION="v1.1.6"
 KUBO_GO_TOOLCHAIN="go1.25.9"
 KUBO_BIN_DIR="$TOOLS_CACHE/bin/kubo-$KUBO_VERSION"
 CLUSTER_BIN_DIR="$TOOLS_CACHE/bin/ipfs-cluster-$CLUSTER_VERSION"
+# envoyproxy/ratelimit, the rate limiter bench/ratelimit-envoy.sh compares with.
+ENVOY_RATELIMIT_VERSION="v1.4.0"
+ENVOY_RATELIMIT_BIN_DIR="$TOOLS_CACHE/bin/envoy-ratelimit-$ENVOY_RATELIMIT_VERSION"
 # Property-based tests of the API description, from PyPI into a venv.
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_DIR="$TOOLS_CACHE/schemathesis-$SCHEMATHESIS_VERSION"

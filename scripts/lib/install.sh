@@ -65,6 +65,34 @@ ensure_go_tools() {
     github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-ctl
 }
 
+# envoyproxy/ratelimit and the load generator that drives it and the gateway
+# alike (bench/ratelimit-load, built against the same module versions: the
+# limiter's gRPC types come from its own go.mod). The generator's binary is
+# cached per hash of its source.
+ensure_ratelimit_bench_tools() {
+  export PATH="$PATH:/usr/local/go/bin"
+  build_go_tool envoy-ratelimit "$ENVOY_RATELIMIT_BIN_DIR" "$ENVOY_RATELIMIT_VERSION" local \
+    github.com/envoyproxy/ratelimit/src/service_cmd
+  local source="$REPO_ROOT/bench/ratelimit-load/main.go" digest
+  digest=$(sha256sum "$source" | cut -c1-12)
+  RATELIMIT_LOAD_BIN="$TOOLS_CACHE/bin/ratelimit-load-$digest/ratelimit-load"
+  [ -x "$RATELIMIT_LOAD_BIN" ] && return 0
+  local work="$TOOLS_CACHE/build/ratelimit-load-$digest" build_log="$TOOLS_CACHE/build/ratelimit-load-$digest.log"
+  rm -rf "$work"
+  mkdir -p "$work" "$(dirname "$RATELIMIT_LOAD_BIN")"
+  cp "$source" "$work/"
+  log "building the rate-limit load generator (log: $build_log)"
+  (
+    set -e
+    cd "$work"
+    local go=(env CGO_ENABLED=0 GOFLAGS=-modcacherw GOTOOLCHAIN=local go)
+    "${go[@]}" mod init storage-gateway-bench/ratelimit-load
+    # The limiter's own client pins the gRPC and go-control-plane versions.
+    "${go[@]}" get "github.com/envoyproxy/ratelimit/src/client_cmd@$ENVOY_RATELIMIT_VERSION"
+    "${go[@]}" build -trimpath -o "$RATELIMIT_LOAD_BIN" .
+  ) >"$build_log" 2>&1 || { tail -n 20 "$build_log" >&2; die "building the load generator failed (log: $build_log)"; }
+}
+
 # schemathesis, pinned, in a virtual environment of its own (the tests run
 # its `st` from there).
 ensure_schemathesis() {
