@@ -4,41 +4,44 @@
 -- then per limit: emission interval and tolerance, in microseconds.
 -- Returns {allowed, then per limit: allowed, remaining, reset_us, retry_us}.
 -- Redis's clock is the one clock every gateway shares.
+-- Runs on every rate-limited request: no tables beyond the reply, and one
+-- SET per consumed limit.
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now = time[1] * 1000000 + time[2]
 local cost = tonumber(ARGV[1])
-local consume = ARGV[2] == '1'
+local n = #KEYS
 
-local states = {}
-local allowed = true
-for i, key in ipairs(KEYS) do
-  local emission = tonumber(ARGV[1 + 2 * i])
-  local tolerance = tonumber(ARGV[2 + 2 * i])
-  local tat = tonumber(redis.call('GET', key)) or now
+-- The request passes only if every limit lets it; a limit's TAT goes into
+-- the reply's slot until the second pass replaces it.
+local reply = {1}
+for i = 1, n do
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
-  local new_tat = tat + cost * emission
-  local ok = new_tat - now <= tolerance
-  if not ok then allowed = false end
-  states[i] = {emission, tolerance, tat, new_tat, ok}
+  reply[4 * i - 2] = tat
+  if tat + cost * ARGV[1 + 2 * i] - now > tonumber(ARGV[2 + 2 * i]) then reply[1] = 0 end
 end
 
-local reply = {allowed and 1 or 0}
-for i, key in ipairs(KEYS) do
-  local emission, tolerance, tat, new_tat, ok = unpack(states[i])
-  local taken = allowed and consume
-  local after = taken and new_tat or tat
+local taken = reply[1] == 1 and ARGV[2] == '1'
+for i = 1, n do
+  local emission = tonumber(ARGV[1 + 2 * i])
+  local tolerance = tonumber(ARGV[2 + 2 * i])
+  local tat = reply[4 * i - 2]
+  local new_tat = tat + cost * emission
+  local ok = new_tat - now <= tolerance
+  local after = tat
   if taken then
+    after = new_tat
     -- %d keeps every digit; the key lives until its credit is whole again.
-    redis.call('SET', key, string.format('%d', new_tat),
+    redis.call('SET', KEYS[i], string.format('%d', new_tat),
       'PX', math.ceil((new_tat - now) / 1000) + 1)
   end
   local remaining = math.floor((tolerance - (after - now)) / emission)
   if remaining < 0 then remaining = 0 end
   local retry = 0
   if not ok then retry = new_tat - tolerance - now end
-  table.insert(reply, ok and 1 or 0)
-  table.insert(reply, remaining)
-  table.insert(reply, after - now)
-  table.insert(reply, retry)
+  reply[4 * i - 2] = ok and 1 or 0
+  reply[4 * i - 1] = remaining
+  reply[4 * i] = after - now
+  reply[4 * i + 1] = retry
 end
 return reply
