@@ -62,6 +62,42 @@ async fn invented_methods_do_not_grow_the_metric_series() {
 }
 
 #[tokio::test]
+async fn requests_are_labelled_by_route_template_whatever_the_path() {
+    let app = spawn_app().await;
+    // Served (400 from the handler: no session id), refused before
+    // routing (401), a wrong method (405) and no route at all (404): each
+    // path is one the caller invents, and none may become a label.
+    let ids: Vec<String> = (0..3).map(|i| format!("sess_invented{i}")).collect();
+    for id in &ids {
+        assert_eq!(app.get(&format!("/session/{id}")).await.status(), 400);
+        let anonymous = app.http.get(app.url(&format!("/session/{id}")));
+        assert_eq!(anonymous.send().await.unwrap().status(), 401);
+        let wrong = app.request(Method::PUT, &format!("/session/{id}/rotate"));
+        assert_eq!(wrong.send().await.unwrap().status(), 405);
+        assert_eq!(app.get(&format!("/nowhere/{id}")).await.status(), 404);
+    }
+    let metrics = app.metrics_text().await;
+    for sample in [
+        "gateway_http_requests_total{method=\"GET\",route=\"/session/{id}\",status=\"400\"}",
+        "gateway_http_requests_total{method=\"GET\",route=\"/session/{id}\",status=\"401\"}",
+        "gateway_http_requests_total{method=\"PUT\",route=\"/session/{id}/rotate\",status=\"405\"}",
+        "gateway_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}",
+    ] {
+        assert!(
+            metric_value(&metrics, sample) >= 3.0,
+            "{sample} counted each time:\n{}",
+            metrics
+                .lines()
+                .filter(|line| line.starts_with("gateway_http_requests_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(!ids.iter().any(|id| metrics.contains(id.as_str())));
+    assert!(!metrics.contains("/nowhere"));
+}
+
+#[tokio::test]
 async fn every_405_names_the_methods_the_path_has() {
     let app = spawn_app().await;
     for (method, path, allow) in [

@@ -58,6 +58,12 @@ pub fn app(
                 // The last wrap runs first: authenticate, then rate limit.
                 .wrap(from_fn(middleware::rate_limit::rate_limit))
                 .wrap(from_fn(middleware::authenticate::authenticate))
+                // The router tries resources in this order, and other
+                // services call these three on every request of theirs;
+                // their paths share no prefix with the rest.
+                .configure(routes::sessions::configure)
+                .configure(routes::rate_limit::configure)
+                .configure(|cfg| routes::cache::configure(cfg, &cache_settings))
                 .configure(routes::api_keys::configure)
                 .configure(routes::analytics::configure)
                 // Before /files/{cid}, which would take /files/tus.
@@ -65,9 +71,6 @@ pub fn app(
                 .configure(routes::links::configure)
                 .configure(routes::files::configure)
                 .configure(routes::psa::configure)
-                .configure(routes::sessions::configure)
-                .configure(routes::rate_limit::configure)
-                .configure(|cfg| routes::cache::configure(cfg, &cache_settings))
                 .configure(|cfg| routes::challenges::configure(cfg, max_submission_bytes)),
         )
         .default_service(web::to(no_route))
@@ -75,17 +78,49 @@ pub fn app(
 
 /// A resource whose unsupported methods answer 405 in the common error shape.
 /// Its path is remembered, so a test can hold the routes against the OpenAPI
-/// document.
+/// document, and travels with every request it serves as a
+/// [`RouteTemplate`].
 pub fn resource(path: &str) -> actix_web::Resource {
-    registered()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(path.to_owned());
-    web::resource(path).default_service(web::to(method_not_allowed))
+    let template = {
+        let mut paths = registered().lock().unwrap_or_else(|e| e.into_inner());
+        match paths.get(path) {
+            Some(known) => *known,
+            // Once per distinct path, of which there are a few dozen.
+            None => {
+                let leaked: &'static str = Box::leak(path.to_owned().into_boxed_str());
+                paths.insert(leaked);
+                leaked
+            }
+        }
+    };
+    web::resource(path)
+        .app_data(RouteTemplate(template))
+        .default_service(web::to(method_not_allowed))
 }
 
-fn registered() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
-    static PATHS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+/// The route template of the resource that served a request, such as
+/// `/session/{id}`.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+/// The route template a request matched, for metric labels and logs: read
+/// from the resource that served it, else (a request refused before routing,
+/// a page) matched against the router again.
+pub fn route_template(req: &HttpRequest) -> std::borrow::Cow<'static, str> {
+    match req.app_data::<RouteTemplate>() {
+        Some(template) => std::borrow::Cow::Borrowed(template.0),
+        None => req
+            .match_pattern()
+            .filter(|pattern| !pattern.is_empty())
+            .map_or(
+                std::borrow::Cow::Borrowed(crate::metrics::UNMATCHED_ROUTE),
+                std::borrow::Cow::Owned,
+            ),
+    }
+}
+
+fn registered() -> &'static std::sync::Mutex<std::collections::BTreeSet<&'static str>> {
+    static PATHS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<&'static str>>> =
         std::sync::OnceLock::new();
     PATHS.get_or_init(Default::default)
 }
@@ -96,7 +131,7 @@ pub fn registered_paths() -> Vec<String> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .cloned()
+        .map(|path| path.to_string())
         .collect()
 }
 

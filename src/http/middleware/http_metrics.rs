@@ -10,7 +10,8 @@ use actix_web::{web, Error, HttpMessage};
 
 use crate::analytics::RequestRow;
 use crate::auth::Principal;
-use crate::metrics::{method_label, UNMATCHED_ROUTE};
+use crate::http::route_template;
+use crate::metrics::method_label;
 use crate::startup::AppState;
 
 pub async fn http_metrics(
@@ -22,11 +23,7 @@ pub async fn http_metrics(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(req).await?;
     if let Some(state) = state {
-        let route = response
-            .request()
-            .match_pattern()
-            .filter(|pattern| !pattern.is_empty())
-            .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+        let route = route_template(response.request());
         let elapsed = started.elapsed();
         if let Some(principal) = response.request().extensions().get::<Principal>() {
             state.analytics.api_request(&RequestRow {
@@ -39,16 +36,16 @@ pub async fn http_metrics(
                 api_key_id: &principal.key_id,
             });
         }
-        let status = response.status().as_u16().to_string();
+        let status = response.status();
         state
             .metrics
             .http_requests
-            .with_label_values(&[route.as_str(), method, status.as_str()])
+            .with_label_values(&[&*route, method, status.as_str()])
             .inc();
         state
             .metrics
             .http_duration
-            .with_label_values(&[route.as_str(), method])
+            .with_label_values(&[&*route, method])
             .observe(elapsed.as_secs_f64());
     }
     Ok(response)

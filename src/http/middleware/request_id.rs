@@ -11,7 +11,8 @@ use actix_web::{Error, HttpMessage};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::metrics::{method_label, UNMATCHED_ROUTE};
+use crate::http::route_template;
+use crate::metrics::method_label;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -46,11 +47,8 @@ pub async fn request_id(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    span.record("route", route.as_str());
+    let route = route_template(response.request());
+    span.record("route", &*route);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
