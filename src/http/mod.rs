@@ -152,3 +152,59 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
         allow,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+    use actix_web::dev::ServiceResponse;
+    use actix_web::middleware::{from_fn, Next};
+    use actix_web::test;
+
+    /// Answers with the template outer middleware reads off the request,
+    /// and whether it came from the resource rather than the router.
+    async fn report_template(
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+        let response = next.call(req).await?;
+        let from_resource = response.request().app_data::<RouteTemplate>().is_some();
+        let text = format!("{} {from_resource}", route_template(response.request()));
+        let (request, _) = response.into_parts();
+        Ok(ServiceResponse::new(request, HttpResponse::Ok().body(text)))
+    }
+
+    #[actix_web::test]
+    async fn outer_middleware_reads_the_template_from_the_resource() {
+        let app =
+            test::init_service(App::new().wrap(from_fn(report_template)).service(
+                resource("/templates/{id}/x").route(web::get().to(HttpResponse::NoContent)),
+            ))
+            .await;
+        let answer = |uri: &'static str, method: actix_web::http::Method| {
+            test::TestRequest::default()
+                .uri(uri)
+                .method(method)
+                .to_request()
+        };
+        for (request, expected) in [
+            (
+                answer("/templates/abc/x", actix_web::http::Method::GET),
+                "/templates/{id}/x true",
+            ),
+            // A method the resource lacks is still served by it (405).
+            (
+                answer("/templates/abc/x", actix_web::http::Method::PUT),
+                "/templates/{id}/x true",
+            ),
+            (
+                answer("/elsewhere/abc", actix_web::http::Method::GET),
+                "unmatched false",
+            ),
+        ] {
+            let body = test::call_and_read_body(&app, request).await;
+            assert_eq!(body, expected);
+        }
+        assert!(registered_paths().contains(&"/templates/{id}/x".to_owned()));
+    }
+}
