@@ -95,6 +95,136 @@ async fn user_activity_counts_each_event_sent_once() {
     assert_eq!(json(response).await["total"], 0);
 }
 
+/// Hours of the tenant stamped in the hourly user-activity table.
+async fn stamped_hours(database: &str, tenant: &str) -> u64 {
+    common::clickhouse()
+        .with_database(database)
+        .query("SELECT uniqExact(hour) FROM user_activity_hourly_marks WHERE tenant_id = ?")
+        .bind(tenant)
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hourly_counts_follow_new_events_and_replays_exactly() {
+    let settings = stack_settings();
+    let database = settings.clickhouse.database.clone();
+    let app = spawn_app_with(settings).await;
+    let mut first = events(5, "click", "user-1", "2026-11-20T10:15:00Z");
+    first.extend(events(2, "view", "user-2", "2026-11-20T11:30:00Z"));
+    let response = app.post_json("/analytics/events", &json!(first)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    wait_for_user_activity(&app.tenant, 7, Duration::from_secs(30)).await;
+    let (answer, _) = dashboard(
+        &app,
+        &format!("/analytics/user-activity?{DAY}&interval=hour"),
+    )
+    .await;
+    assert_eq!(answer["total"], 7, "{answer}");
+    assert_eq!(
+        bucket(&answer, "2026-11-20T10:00:00Z")["events"],
+        json!({"click": 5})
+    );
+    // The answer came from the hourly table: both hours are stamped.
+    assert_eq!(stamped_hours(&database, app.tenant.as_str()).await, 2);
+
+    // A client's replay of the first batch, new events in a counted hour,
+    // and an hour not seen before.
+    let mut second = first.clone();
+    second.extend(events(3, "click", "user-3", "2026-11-20T10:50:00Z"));
+    second.extend(events(1, "login", "user-1", "2026-11-20T13:00:00Z"));
+    let response = app.post_json("/analytics/events", &json!(second)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    wait_for_user_activity(&app.tenant, 11, Duration::from_secs(30)).await;
+    // Another range, so another cache entry: answered from ClickHouse.
+    let (answer, cache) = dashboard(
+        &app,
+        "/analytics/user-activity?from=2026-11-19T23:00:00Z&to=2026-11-21T00:00:00Z&interval=hour",
+    )
+    .await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(answer["total"], 11, "{answer}");
+    assert_eq!(
+        bucket(&answer, "2026-11-20T10:00:00Z")["events"],
+        json!({"click": 8})
+    );
+    assert_eq!(
+        bucket(&answer, "2026-11-20T11:00:00Z")["events"],
+        json!({"view": 2})
+    );
+    assert_eq!(
+        bucket(&answer, "2026-11-20T13:00:00Z")["events"],
+        json!({"login": 1})
+    );
+    assert_eq!(stamped_hours(&database, app.tenant.as_str()).await, 3);
+    let (daily, _) = dashboard(&app, &format!("/analytics/user-activity?{DAY}")).await;
+    assert_eq!(
+        bucket(&daily, "2026-11-20T00:00:00Z")["events"],
+        json!({"click": 8, "view": 2, "login": 1})
+    );
+    assert_eq!(daily["total"], 11);
+}
+
+#[tokio::test]
+async fn events_stored_before_the_hourly_tables_existed_are_counted() {
+    let mut settings = stack_settings();
+    let database = common::unique("hourly").replace('-', "_");
+    settings.clickhouse.database = database.clone();
+    let app = spawn_app_with(settings.clone()).await;
+    let clickhouse = common::clickhouse().with_database(&database);
+    // The database as it was before the hourly tables: events only.
+    for statement in [
+        "DROP TABLE user_activity_writes_view",
+        "DROP TABLE user_activity_writes",
+        "DROP TABLE user_activity_hourly",
+        "DROP TABLE user_activity_hourly_marks",
+        "DROP TABLE rollup_backfills",
+    ] {
+        clickhouse.query(statement).execute().await.unwrap();
+    }
+    clickhouse
+        .query(
+            "INSERT INTO user_activity (event_id, tenant_id, user_id, event_type, timestamp, properties) \
+             SELECT generateUUIDv4(), ?, 'u', 'click', toDateTime(1795168800 + number * 60), '{}' \
+             FROM system.numbers LIMIT 90",
+        )
+        .bind(app.tenant.as_str())
+        .execute()
+        .await
+        .unwrap();
+    // A gateway starting on it adds the tables and counts what is there.
+    let gateway = |mut settings: storage_gateway::config::Settings| {
+        settings.analytics.spool_dir = common::temp_dir("spool");
+        common::spawn_app_for(settings, app.tenant.clone())
+    };
+    let upgraded = gateway(settings.clone()).await;
+    let (answer, _) = dashboard(
+        &upgraded,
+        &format!("/analytics/user-activity?{DAY}&interval=hour"),
+    )
+    .await;
+    // 10:00 to 11:30 on 2026-11-20.
+    assert_eq!(answer["total"], 90, "{answer}");
+    assert_eq!(
+        bucket(&answer, "2026-11-20T10:00:00Z")["events"],
+        json!({"click": 60})
+    );
+    assert_eq!(
+        bucket(&answer, "2026-11-20T11:00:00Z")["events"],
+        json!({"click": 30})
+    );
+    // Starting again counts nothing twice.
+    let again = gateway(settings).await;
+    let rows: u64 = clickhouse
+        .query("SELECT sum(rows) FROM user_activity_writes WHERE tenant_id = ?")
+        .bind(again.tenant.as_str())
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, 90);
+}
+
 #[tokio::test]
 async fn bad_dashboard_queries_are_refused_with_the_reason() {
     let app = spawn_app().await;

@@ -7,7 +7,7 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
-use super::{clickhouse_error, ClickHouse};
+use super::{activity_hours, clickhouse_error, ClickHouse};
 use crate::stores::StoreError;
 
 /// What every dashboard query selects on: one tenant's events in
@@ -80,37 +80,66 @@ const API_USAGE_STATS: &str = "count() AS requests, \
 
 impl ClickHouse {
     /// Events by bucket and type, and the number of distinct events in the
-    /// whole window.
+    /// whole window. The whole tenant's counts come from the hourly table,
+    /// brought up to date first; one user's are counted from the raw rows.
     pub async fn user_activity(
         &self,
         window: &Window<'_>,
         user_id: Option<&str>,
     ) -> Result<(Vec<ActivityRow>, u64), StoreError> {
-        let filter = if user_id.is_some() {
-            " AND user_id = ?"
-        } else {
-            ""
+        let Some(user_id) = user_id else {
+            return self.user_activity_from_hours(window).await;
         };
         let rows_sql = format!(
             "SELECT {BUCKET}, event_type, uniqExact(event_id) AS events FROM user_activity \
-             WHERE {IN_WINDOW}{filter} GROUP BY bucket, event_type \
+             WHERE {IN_WINDOW} AND user_id = ? GROUP BY bucket, event_type \
              ORDER BY bucket, event_type LIMIT ?"
         );
-        let total_sql =
-            format!("SELECT uniqExact(event_id) FROM user_activity WHERE {IN_WINDOW}{filter}");
+        let total_sql = format!(
+            "SELECT uniqExact(event_id) FROM user_activity WHERE {IN_WINDOW} AND user_id = ?"
+        );
         self.guard
             .run("dashboard_user_activity", async {
-                let rows = bind_optional(
-                    bind_window(self.client.query(&rows_sql), window, true),
-                    user_id,
-                )
-                .bind(window.max_rows + 1)
-                .fetch_all::<ActivityRow>();
-                let total = bind_optional(
-                    bind_window(self.client.query(&total_sql), window, false),
-                    user_id,
-                )
-                .fetch_one::<u64>();
+                let rows = bind_window(self.client.query(&rows_sql), window, true)
+                    .bind(user_id)
+                    .bind(window.max_rows + 1)
+                    .fetch_all::<ActivityRow>();
+                let total = bind_window(self.client.query(&total_sql), window, false)
+                    .bind(user_id)
+                    .fetch_one::<u64>();
+                let (rows, total) = tokio::try_join!(rows, total).map_err(clickhouse_error)?;
+                Ok((rows, total))
+            })
+            .await
+    }
+
+    async fn user_activity_from_hours(
+        &self,
+        window: &Window<'_>,
+    ) -> Result<(Vec<ActivityRow>, u64), StoreError> {
+        self.guard
+            .run("dashboard_user_activity", async {
+                self.refresh_activity_hours(window.tenant, window.from, window.to)
+                    .await?;
+                let rows_sql = activity_hours::bucketed_counts_sql();
+                let total_sql = activity_hours::total_count_sql();
+                let rows = self
+                    .client
+                    .query(&rows_sql)
+                    .bind(window.bucket_secs)
+                    .bind(window.bucket_secs)
+                    .bind(window.tenant)
+                    .bind(window.from)
+                    .bind(window.to)
+                    .bind(window.max_rows + 1)
+                    .fetch_all::<ActivityRow>();
+                let total = self
+                    .client
+                    .query(&total_sql)
+                    .bind(window.tenant)
+                    .bind(window.from)
+                    .bind(window.to)
+                    .fetch_one::<u64>();
                 let (rows, total) = tokio::try_join!(rows, total).map_err(clickhouse_error)?;
                 Ok((rows, total))
             })

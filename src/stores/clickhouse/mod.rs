@@ -1,5 +1,6 @@
 //! ClickHouse, through its HTTP interface, and the analytics schema.
 
+mod activity_hours;
 mod dashboards;
 mod events;
 mod schema;

@@ -17,6 +17,10 @@ pub(crate) const SCHEMA_FILES: &[(&str, &str)] = &[
         "002_api_usage_retention.sql",
         include_str!("../../../clickhouse-schema/002_api_usage_retention.sql"),
     ),
+    (
+        "003_user_activity_hourly.sql",
+        include_str!("../../../clickhouse-schema/003_user_activity_hourly.sql"),
+    ),
 ];
 
 const MIN_VERSION_MARK: &str = "-- min_server_version:";
