@@ -170,6 +170,29 @@ counted `X-Cache: MISS`).
 """
 
 
+def dashboards(r):
+    rows = "\n".join(
+        f"| {x['events']:,} | {fig(x['raw_ms'])} | {fig(x['hourly_ms'])} | {fig(x['one_hour_written_ms'])} "
+        f"| {x['first_ms']:.0f} |"
+        for x in r["sizes"])
+    return f"""### Dashboards as events grow
+
+`{r['command']}` ({machine(r)}): the uncached daily user-activity dashboard
+over 7 days, for tenants holding each number of events in that week,
+{r['requests']} requests of each kind, every answer checked for
+`X-Cache: MISS` and a total equal to the events stored. *Raw events* is the
+query over the raw rows the dashboard ran before the hourly counts, sent
+straight to ClickHouse; *hourly counts* is the gateway with nothing written
+since its last query; *one hour written* is the gateway after one more event
+lands in one hour of the week (that hour is computed again); *first* is the
+gateway's first query after loading, which computes every hour.
+
+| events in range | raw events, ms | hourly counts, ms | one hour written, ms | first, ms |
+|---|---|---|---|---|
+{rows}
+"""
+
+
 def tus(r):
     m, rss = r["mib_s"], r["peak_rss_mib"]
     return f"""### Resumable uploads
@@ -196,7 +219,7 @@ endpoint, {s['gateway']['runs']} rounds alternating: gateway
 """
 
 
-WRITERS = [("files", files), ("redis", redis), ("ratelimit-envoy", ratelimit_envoy), ("analytics", analytics), ("tus", tus), ("psa", psa)]
+WRITERS = [("files", files), ("redis", redis), ("ratelimit-envoy", ratelimit_envoy), ("analytics", analytics), ("dashboards", dashboards), ("tus", tus), ("psa", psa)]
 
 
 def main():

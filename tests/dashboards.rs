@@ -175,8 +175,8 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
     let clickhouse = common::clickhouse().with_database(&database);
     // The database as it was before the hourly tables: events only.
     for statement in [
-        "DROP TABLE user_activity_writes_view",
-        "DROP TABLE user_activity_writes",
+        "DROP TABLE user_activity_hourly_ids_view",
+        "DROP TABLE user_activity_hourly_ids",
         "DROP TABLE user_activity_hourly",
         "DROP TABLE user_activity_hourly_marks",
         "DROP TABLE rollup_backfills",
@@ -217,7 +217,7 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
     // Starting again counts nothing twice.
     let again = gateway(settings).await;
     let rows: u64 = clickhouse
-        .query("SELECT sum(rows) FROM user_activity_writes WHERE tenant_id = ?")
+        .query("SELECT sumMerge(rows) FROM user_activity_hourly_ids WHERE tenant_id = ?")
         .bind(again.tenant.as_str())
         .fetch_one()
         .await

@@ -1,11 +1,11 @@
 //! Hourly user-activity counts (clickhouse-schema/003_user_activity_hourly.sql):
 //! brought up to date for a range, then read in place of the raw events.
 //!
-//! An hour is current when the write count its counts were stamped with
-//! equals the count the view has added up since. Hours that are not are
-//! computed again from the raw rows, stamped with the write count read
-//! before the computation; rows that land meanwhile make the count move
-//! again, so they are never lost, only computed once more.
+//! An hour is current when the row count its counts were stamped with
+//! equals the row count the view has added up since. Hours that are not are
+//! counted again from the view's id sets, stamped with the row count read
+//! before; rows that land meanwhile make the count move again, so they are
+//! never lost, only counted once more.
 
 use std::collections::HashMap;
 
@@ -17,9 +17,9 @@ use crate::stores::StoreError;
 
 const HOUR: u32 = 3_600;
 
-/// Raw rows one computation reads, about: a tenant's first dashboard over a
-/// busy month is computed in several steps, each kept once done, so a query
-/// cut short by its timeout leaves less for the next one.
+/// Stored rows one computation covers, about: a tenant's first dashboard
+/// over a busy month is counted in several steps, each kept once done, so a
+/// query cut short by its timeout leaves less for the next one.
 const ROWS_PER_PASS: u64 = 2_000_000;
 
 #[derive(Debug, Clone, Copy, Row, Deserialize)]
@@ -71,7 +71,8 @@ const CURRENT_COUNTS: &str = "SELECT hour, event_type, argMax(events, rows_seen)
 
 impl ClickHouse {
     /// Computes again the hours of `[from, to)` (whole hours, Unix seconds)
-    /// that `tenant` has written to since they were last computed.
+    /// that `tenant` has written to since they were last computed. Each
+    /// step is a call of its own, under the store's timeout.
     pub(super) async fn refresh_activity_hours(
         &self,
         tenant: &str,
@@ -82,7 +83,7 @@ impl ClickHouse {
         let writes = self
             .client
             .query(
-                "SELECT hour, sum(rows) AS rows FROM user_activity_writes \
+                "SELECT hour, sumMerge(rows) AS rows FROM user_activity_hourly_ids \
                  WHERE tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
             )
             .bind(tenant)
@@ -99,14 +100,24 @@ impl ClickHouse {
             .bind(from)
             .bind(to)
             .fetch_all::<HourCount>();
-        let (writes, marks) = tokio::try_join!(writes, marks).map_err(clickhouse_error)?;
+        let (writes, marks) = self
+            .guard
+            .run("activity_hours_stamps", async {
+                tokio::try_join!(writes, marks).map_err(clickhouse_error)
+            })
+            .await?;
         for pass in passes(stale_hours(writes, &marks), ROWS_PER_PASS) {
-            self.recompute_activity_hours(tenant, &pass).await?;
+            self.guard
+                .run(
+                    "activity_hours_compute",
+                    self.recompute_activity_hours(tenant, &pass),
+                )
+                .await?;
         }
         Ok(())
     }
 
-    /// Computes `hours` again from the raw rows, then stamps them.
+    /// Counts `hours` again from their id sets, then stamps them.
     async fn recompute_activity_hours(
         &self,
         tenant: &str,
@@ -118,23 +129,23 @@ impl ClickHouse {
         let (first, last) = (first.hour, last.hour);
         let starts: Vec<u32> = hours.iter().map(|h| h.hour).collect();
         let seen: Vec<u64> = hours.iter().map(|h| h.rows).collect();
-        // The counts go from raw rows to the hourly table inside ClickHouse:
-        // a tenant with very many event types costs the gateway no memory.
+        // The counts go from the id sets to the hourly table inside
+        // ClickHouse: a tenant with very many event types costs the gateway
+        // no memory.
         self.client
             .query(
                 "INSERT INTO user_activity_hourly (tenant_id, hour, event_type, events, rows_seen) \
-                 SELECT tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, \
-                 event_type, uniqExact(event_id), transform(hour, ?, ?, toUInt64(0)) \
-                 FROM user_activity \
-                 WHERE tenant_id = ? AND timestamp >= toDateTime(?) AND timestamp < toDateTime(?) \
-                 AND has(?, hour) \
+                 SELECT tenant_id, hour, event_type, uniqExactMerge(ids), \
+                 transform(hour, ?, ?, toUInt64(0)) \
+                 FROM user_activity_hourly_ids \
+                 WHERE tenant_id = ? AND hour >= ? AND hour <= ? AND has(?, hour) \
                  GROUP BY tenant_id, hour, event_type",
             )
             .bind(&starts)
             .bind(&seen)
             .bind(tenant)
             .bind(first)
-            .bind(last + HOUR)
+            .bind(last)
             .bind(&starts)
             .execute()
             .await

@@ -117,12 +117,12 @@ impl ClickHouse {
         &self,
         window: &Window<'_>,
     ) -> Result<(Vec<ActivityRow>, u64), StoreError> {
+        self.refresh_activity_hours(window.tenant, window.from, window.to)
+            .await?;
+        let rows_sql = activity_hours::bucketed_counts_sql();
+        let total_sql = activity_hours::total_count_sql();
         self.guard
             .run("dashboard_user_activity", async {
-                self.refresh_activity_hours(window.tenant, window.from, window.to)
-                    .await?;
-                let rows_sql = activity_hours::bucketed_counts_sql();
-                let total_sql = activity_hours::total_count_sql();
                 let rows = self
                     .client
                     .query(&rows_sql)

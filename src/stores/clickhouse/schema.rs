@@ -2,6 +2,8 @@
 //! idempotent, so it all runs on each start; files that need a newer server
 //! than the one connected say so on their first line and are skipped.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::{clickhouse_error, ClickHouse};
@@ -24,6 +26,11 @@ pub(crate) const SCHEMA_FILES: &[(&str, &str)] = &[
 ];
 
 const MIN_VERSION_MARK: &str = "-- min_server_version:";
+
+/// Bound on each schema statement. A statement that fills a new table from
+/// the events already stored (once, on the first start after an upgrade)
+/// takes as long as reading them; the request timeout would cut it short.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one start-up did to the ClickHouse schema.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -69,7 +76,7 @@ impl ClickHouse {
             }
             for statement in statements(text) {
                 self.guard
-                    .run("apply_schema", async {
+                    .run_within("apply_schema", STATEMENT_TIMEOUT, async {
                         self.client.query(&statement).execute().await.map_err(|e| {
                             match clickhouse_error(e) {
                                 StoreError::Failed { store, reason } => StoreError::Failed {
