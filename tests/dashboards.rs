@@ -99,7 +99,10 @@ async fn user_activity_counts_each_event_sent_once() {
 async fn stamped_hours(database: &str, tenant: &str) -> u64 {
     common::clickhouse()
         .with_database(database)
-        .query("SELECT uniqExact(hour) FROM user_activity_hourly_marks WHERE tenant_id = ?")
+        .query(
+            "SELECT uniqExact(hour) FROM hourly_marks \
+             WHERE rollup = 'user_activity' AND tenant_id = ?",
+        )
         .bind(tenant)
         .fetch_one::<u64>()
         .await
@@ -174,14 +177,22 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
     let app = spawn_app_with(settings.clone()).await;
     let clickhouse = common::clickhouse().with_database(&database);
     // The database as it was before the hourly tables: events only.
-    for statement in [
-        "DROP TABLE user_activity_hourly_ids_view",
-        "DROP TABLE user_activity_hourly_ids",
-        "DROP TABLE user_activity_hourly",
-        "DROP TABLE user_activity_hourly_marks",
-        "DROP TABLE rollup_backfills",
-    ] {
-        clickhouse.query(statement).execute().await.unwrap();
+    let added: Vec<String> = clickhouse
+        .query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() \
+             AND name NOT IN ('user_activity', 'challenge_completions', 'api_usage', \
+             'file_uploads', 'file_downloads') ORDER BY engine = 'MaterializedView' DESC",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(added.contains(&"user_activity_hourly_ids_view".to_owned()));
+    for table in added {
+        clickhouse
+            .query(&format!("DROP TABLE {table}"))
+            .execute()
+            .await
+            .unwrap();
     }
     clickhouse
         .query(
@@ -322,6 +333,35 @@ async fn file_stats_and_api_usage_report_the_gateways_own_activity() {
         .map(|r| r["requests"].as_u64().unwrap())
         .sum::<u64>();
     assert_eq!(sets, 3, "{all_routes}");
+
+    // After those answers: a replay of every upload row, one more upload
+    // and three more reads. Queries of other ranges (other cache entries)
+    // count the new ones once and the replayed ones not at all.
+    common::clickhouse()
+        .query("INSERT INTO file_uploads SELECT * FROM file_uploads WHERE tenant_id = ?")
+        .bind(app.tenant.as_str())
+        .execute()
+        .await
+        .unwrap();
+    let third = app.upload(&[("name", "c.bin")], vec![1u8; 1000]).await;
+    assert_eq!(third.status(), StatusCode::CREATED);
+    for i in 7..10 {
+        let response = app.get(&format!("/cache/get/missing-{i}")).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    wait_for_count(&count("file_uploads"), &app.tenant, 3, within).await;
+    wait_for_count(route_count, &app.tenant, 10, within).await;
+    let (files, cache) = dashboard(&app, "/analytics/file-stats?interval=hour").await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(
+        files["total"],
+        json!({"uploads": 3, "upload_bytes": 9000, "downloads": 1, "download_bytes": 3000}),
+        "{files}"
+    );
+    let (usage, cache) =
+        dashboard(&app, "/analytics/api-usage?route=/cache/get/%7Bkey:.%2B%7D").await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(usage["total"]["requests"], 10, "{usage}");
 }
 
 async fn a_cold_key_is_computed_once_for_a_hundred_callers_on_two_gateways(mode: RedisMode) {

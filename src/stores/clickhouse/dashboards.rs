@@ -2,12 +2,17 @@
 //! text; the optional filters add fixed text with a bound value.
 //!
 //! Counts read each event once: `uniqExact(event_id)` where only counts are
-//! needed, `FINAL` where sums and quantiles are taken over the rows.
+//! needed, `FINAL` where sums and quantiles are taken over the rows. User
+//! activity, file traffic and API usage read hourly counts taken that way
+//! (see `hourly`), brought up to date first; one user's activity and the
+//! challenge statistics (exact quantiles and distinct users, which hours
+//! cannot be summed into) read the raw rows.
 
 use clickhouse::Row;
 use serde::Deserialize;
 
-use super::{activity_hours, clickhouse_error, ClickHouse};
+use super::hourly::{self, Rollup};
+use super::{clickhouse_error, ClickHouse};
 use crate::stores::StoreError;
 
 /// What every dashboard query selects on: one tenant's events in
@@ -65,18 +70,27 @@ const BUCKET: &str = "toUInt64(intDiv(toUInt32(timestamp), ?) * ?) AS bucket";
 const IN_WINDOW: &str =
     "tenant_id = ? AND timestamp >= toDateTime(?) AND timestamp < toDateTime(?)";
 
+/// The same over the hourly tables (`hour` is whole hours).
+const HOURLY_BUCKET: &str = "toUInt64(intDiv(hour, ?) * ?) AS bucket";
+const IN_HOURS: &str = "tenant_id = ? AND hour >= ? AND hour < ?";
+
+/// Each hour's current counts: the row stamped with the highest row count.
+const USER_ACTIVITY_HOURS: &str = "SELECT hour, event_type, \
+    argMax(events, rows_seen) AS hour_events FROM user_activity_hourly \
+    WHERE tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour, event_type";
+
 const CHALLENGE_STATS: &str = "count() AS attempts, \
     countIf(status = 'passed') AS completions, \
     uniqExact(user_id) AS unique_users, \
     toFloat64(quantileExactIf(0.5)(runtime_ms, status = 'passed')) AS runtime_ms_median, \
     toFloat64(quantileExactIf(0.9)(runtime_ms, status = 'passed')) AS runtime_ms_p90";
 
-const API_USAGE_STATS: &str = "count() AS requests, \
-    countIf(status >= 400 AND status < 500) AS client_errors, \
-    countIf(status >= 500) AS errors, \
-    toFloat64(quantile(0.5)(duration_ms)) AS duration_ms_median, \
-    toFloat64(quantile(0.9)(duration_ms)) AS duration_ms_p90, \
-    toFloat64(quantile(0.99)(duration_ms)) AS duration_ms_p99";
+/// Over `api_usage_hourly`'s current rows, renamed (`r`, `ce`, `e`, `d`) so
+/// that no sum takes its own alias's name.
+const API_USAGE_STATS: &str = "sum(r) AS requests, sum(ce) AS client_errors, sum(e) AS errors, \
+    toFloat64(quantilesMerge(0.5, 0.9, 0.99)(d)[1]) AS duration_ms_median, \
+    toFloat64(quantilesMerge(0.5, 0.9, 0.99)(d)[2]) AS duration_ms_p90, \
+    toFloat64(quantilesMerge(0.5, 0.9, 0.99)(d)[3]) AS duration_ms_p99";
 
 impl ClickHouse {
     /// Events by bucket and type, and the number of distinct events in the
@@ -117,32 +131,29 @@ impl ClickHouse {
         &self,
         window: &Window<'_>,
     ) -> Result<(Vec<ActivityRow>, u64), StoreError> {
-        self.refresh_activity_hours(window.tenant, window.from, window.to)
-            .await?;
-        let rows_sql = activity_hours::bucketed_counts_sql();
-        let total_sql = activity_hours::total_count_sql();
+        self.refresh(&hourly::USER_ACTIVITY, window).await?;
+        let rows_sql = format!(
+            "SELECT {HOURLY_BUCKET}, event_type, sum(hour_events) AS events \
+             FROM ({USER_ACTIVITY_HOURS}) GROUP BY bucket, event_type \
+             ORDER BY bucket, event_type LIMIT ?"
+        );
+        let total_sql = format!("SELECT sum(hour_events) FROM ({USER_ACTIVITY_HOURS})");
         self.guard
             .run("dashboard_user_activity", async {
-                let rows = self
-                    .client
-                    .query(&rows_sql)
-                    .bind(window.bucket_secs)
-                    .bind(window.bucket_secs)
-                    .bind(window.tenant)
-                    .bind(window.from)
-                    .bind(window.to)
+                let rows = bind_window(self.client.query(&rows_sql), window, true)
                     .bind(window.max_rows + 1)
                     .fetch_all::<ActivityRow>();
-                let total = self
-                    .client
-                    .query(&total_sql)
-                    .bind(window.tenant)
-                    .bind(window.from)
-                    .bind(window.to)
-                    .fetch_one::<u64>();
+                let total =
+                    bind_window(self.client.query(&total_sql), window, false).fetch_one::<u64>();
                 let (rows, total) = tokio::try_join!(rows, total).map_err(clickhouse_error)?;
                 Ok((rows, total))
             })
+            .await
+    }
+
+    /// Counts again the window's hours written to since they were counted.
+    async fn refresh(&self, rollup: &Rollup, window: &Window<'_>) -> Result<(), StoreError> {
+        self.refresh_hours(rollup, window.tenant, window.from, window.to)
             .await
     }
 
@@ -193,14 +204,21 @@ impl ClickHouse {
         &self,
         window: &Window<'_>,
     ) -> Result<(Vec<FileTrafficRow>, Vec<FileTrafficRow>), StoreError> {
-        let sql = |table: &str, bytes: &str| {
+        tokio::try_join!(
+            self.refresh(&hourly::FILE_UPLOADS, window),
+            self.refresh(&hourly::FILE_DOWNLOADS, window)
+        )?;
+        let sql = |table: &str| {
             format!(
-                "SELECT {BUCKET}, count() AS files, sum({bytes}) AS bytes FROM {table} FINAL \
-                 WHERE {IN_WINDOW} GROUP BY bucket ORDER BY bucket LIMIT ?"
+                "SELECT {HOURLY_BUCKET}, sum(hour_files) AS files, sum(hour_bytes) AS bytes \
+                 FROM (SELECT hour, argMax(files, rows_seen) AS hour_files, \
+                 argMax(bytes, rows_seen) AS hour_bytes FROM {table} \
+                 WHERE {IN_HOURS} GROUP BY hour) \
+                 GROUP BY bucket ORDER BY bucket LIMIT ?"
             )
         };
-        let uploads_sql = sql("file_uploads", "size_bytes");
-        let downloads_sql = sql("file_downloads", "bytes_sent");
+        let uploads_sql = sql("file_uploads_hourly");
+        let downloads_sql = sql("file_downloads_hourly");
         self.guard
             .run("dashboard_file_stats", async {
                 let uploads = bind_window(self.client.query(&uploads_sql), window, true)
@@ -223,19 +241,25 @@ impl ClickHouse {
         window: &Window<'_>,
         route: Option<&str>,
     ) -> Result<(Vec<ApiUsageRow>, ApiUsageRow), StoreError> {
+        self.refresh(&hourly::API_USAGE, window).await?;
         let filter = if route.is_some() {
             " AND route = ?"
         } else {
             ""
         };
+        let current = format!(
+            "SELECT hour, route, method, requests AS r, client_errors AS ce, errors AS e, \
+             durations AS d FROM api_usage_hourly FINAL WHERE {IN_HOURS}{filter}"
+        );
         let rows_sql = format!(
-            "SELECT {BUCKET}, route, method, {API_USAGE_STATS} FROM api_usage FINAL \
-             WHERE {IN_WINDOW}{filter} GROUP BY bucket, route, method \
-             ORDER BY bucket, route, method LIMIT ?"
+            "SELECT {HOURLY_BUCKET}, route, method, {API_USAGE_STATS} FROM ({current}) \
+             GROUP BY bucket, route, method ORDER BY bucket, route, method LIMIT ?"
         );
         let total_sql = format!(
+            // The placeholders fill the row's first columns; they take names
+            // of their own, since an alias would shadow the column filtered on.
             "SELECT toUInt64(0) AS no_bucket, '' AS no_route, '' AS no_method, {API_USAGE_STATS} \
-             FROM api_usage FINAL WHERE {IN_WINDOW}{filter}"
+             FROM ({current})"
         );
         self.guard
             .run("dashboard_api_usage", async {
@@ -257,7 +281,9 @@ impl ClickHouse {
     }
 }
 
-/// Binds the bucket width (when the query groups by bucket) and the window.
+/// Binds the bucket width (when the query groups by bucket) and the window,
+/// in the order `BUCKET` and `IN_WINDOW` (or `HOURLY_BUCKET` and `IN_HOURS`)
+/// take them.
 fn bind_window(
     query: clickhouse::query::Query,
     window: &Window<'_>,

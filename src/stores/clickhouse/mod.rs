@@ -1,8 +1,8 @@
 //! ClickHouse, through its HTTP interface, and the analytics schema.
 
-mod activity_hours;
 mod dashboards;
 mod events;
+mod hourly;
 mod schema;
 
 pub use dashboards::{ActivityRow, ApiUsageRow, ChallengeRow, FileTrafficRow, Window};

@@ -20,8 +20,8 @@ pub(crate) const SCHEMA_FILES: &[(&str, &str)] = &[
         include_str!("../../../clickhouse-schema/002_api_usage_retention.sql"),
     ),
     (
-        "003_user_activity_hourly.sql",
-        include_str!("../../../clickhouse-schema/003_user_activity_hourly.sql"),
+        "003_hourly_counts.sql",
+        include_str!("../../../clickhouse-schema/003_hourly_counts.sql"),
     ),
 ];
 
