@@ -19,8 +19,10 @@
 # (inserted directly, untimed), wrk for 10 s each, REPEATS times,
 # alternating:
 #   cached     the same query every time: answered from Redis
-#   uncached   each request a user_id filter of its own, so each one runs in
-#              ClickHouse; every answer's X-Cache is counted, and must be MISS
+#   uncached   each request a range of its own, so each one runs in
+#              ClickHouse (on the hourly counts: bench/dashboards.sh compares
+#              them with the raw events); every answer's X-Cache is counted,
+#              and must be MISS
 #
 # Usage: bench/analytics.sh [EVENTS=500000] [BATCH=10000] [CONCURRENCY=4] [REPEATS=3]
 #                           [DASHBOARD_EVENTS=500000]
