@@ -95,17 +95,36 @@ WHERE (SELECT count() FROM rollup_backfills WHERE name = 'user_activity_hourly_i
 
 -- file_uploads, file_downloads and api_usage: an hour is counted again from
 -- the raw rows (their sort keys put the day, or the route, right after the
--- tenant), so the views only count rows.
-CREATE TABLE IF NOT EXISTS file_uploads_writes (tenant_id String, hour UInt32, rows UInt64)
+-- tenant), so their views only count rows, into one table.
+CREATE TABLE IF NOT EXISTS hourly_writes (
+    rollup String,
+    tenant_id String,
+    hour UInt32,
+    rows UInt64
+)
 ENGINE = SummingMergeTree()
 PARTITION BY intDiv(hour, 2592000)
-ORDER BY (tenant_id, hour);
+ORDER BY (rollup, tenant_id, hour);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS file_uploads_writes_view TO file_uploads_writes AS
-SELECT toString(tenant_id) AS tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
+CREATE MATERIALIZED VIEW IF NOT EXISTS file_uploads_writes_view TO hourly_writes AS
+SELECT 'file_uploads' AS rollup, toString(tenant_id) AS tenant_id,
+    toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM file_uploads
 GROUP BY tenant_id, hour;
 
+CREATE MATERIALIZED VIEW IF NOT EXISTS file_downloads_writes_view TO hourly_writes AS
+SELECT 'file_downloads' AS rollup, toString(tenant_id) AS tenant_id,
+    toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
+FROM file_downloads
+GROUP BY tenant_id, hour;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS api_usage_writes_view TO hourly_writes AS
+SELECT 'api_usage' AS rollup, toString(tenant_id) AS tenant_id,
+    toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
+FROM api_usage
+GROUP BY tenant_id, hour;
+
+-- Files and bytes per tenant and hour, of uploads and of downloads.
 CREATE TABLE IF NOT EXISTS file_uploads_hourly (
     tenant_id String,
     hour UInt32,
@@ -117,26 +136,6 @@ ENGINE = ReplacingMergeTree(rows_seen)
 PARTITION BY intDiv(hour, 2592000)
 ORDER BY (tenant_id, hour);
 
-INSERT INTO file_uploads_writes (tenant_id, hour, rows)
-SELECT toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
-FROM file_uploads
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_uploads_writes') = 0
-GROUP BY tenant_id, hour;
-
-INSERT INTO rollup_backfills (name)
-SELECT 'file_uploads_writes'
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_uploads_writes') = 0;
-
-CREATE TABLE IF NOT EXISTS file_downloads_writes (tenant_id String, hour UInt32, rows UInt64)
-ENGINE = SummingMergeTree()
-PARTITION BY intDiv(hour, 2592000)
-ORDER BY (tenant_id, hour);
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS file_downloads_writes_view TO file_downloads_writes AS
-SELECT toString(tenant_id) AS tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
-FROM file_downloads
-GROUP BY tenant_id, hour;
-
 CREATE TABLE IF NOT EXISTS file_downloads_hourly (
     tenant_id String,
     hour UInt32,
@@ -147,26 +146,6 @@ CREATE TABLE IF NOT EXISTS file_downloads_hourly (
 ENGINE = ReplacingMergeTree(rows_seen)
 PARTITION BY intDiv(hour, 2592000)
 ORDER BY (tenant_id, hour);
-
-INSERT INTO file_downloads_writes (tenant_id, hour, rows)
-SELECT toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
-FROM file_downloads
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_downloads_writes') = 0
-GROUP BY tenant_id, hour;
-
-INSERT INTO rollup_backfills (name)
-SELECT 'file_downloads_writes'
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_downloads_writes') = 0;
-
-CREATE TABLE IF NOT EXISTS api_usage_writes (tenant_id String, hour UInt32, rows UInt64)
-ENGINE = SummingMergeTree()
-PARTITION BY intDiv(hour, 2592000)
-ORDER BY (tenant_id, hour);
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS api_usage_writes_view TO api_usage_writes AS
-SELECT toString(tenant_id) AS tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
-FROM api_usage
-GROUP BY tenant_id, hour;
 
 -- Requests per tenant, hour, route and method. The durations are the same
 -- sampling quantile state the raw query builds (exact up to 8192 requests a
@@ -186,8 +165,28 @@ ENGINE = ReplacingMergeTree(rows_seen)
 PARTITION BY intDiv(hour, 2592000)
 ORDER BY (tenant_id, hour, route, method);
 
-INSERT INTO api_usage_writes (tenant_id, hour, rows)
-SELECT toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
+INSERT INTO hourly_writes (rollup, tenant_id, hour, rows)
+SELECT 'file_uploads', toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
+FROM file_uploads
+WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_uploads_writes') = 0
+GROUP BY tenant_id, hour;
+
+INSERT INTO rollup_backfills (name)
+SELECT 'file_uploads_writes'
+WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_uploads_writes') = 0;
+
+INSERT INTO hourly_writes (rollup, tenant_id, hour, rows)
+SELECT 'file_downloads', toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
+FROM file_downloads
+WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_downloads_writes') = 0
+GROUP BY tenant_id, hour;
+
+INSERT INTO rollup_backfills (name)
+SELECT 'file_downloads_writes'
+WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_downloads_writes') = 0;
+
+INSERT INTO hourly_writes (rollup, tenant_id, hour, rows)
+SELECT 'api_usage', toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
 FROM api_usage
 WHERE (SELECT count() FROM rollup_backfills WHERE name = 'api_usage_writes') = 0
 GROUP BY tenant_id, hour;

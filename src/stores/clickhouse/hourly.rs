@@ -49,8 +49,8 @@ pub(super) const USER_ACTIVITY: Rollup = Rollup {
 
 pub(super) const FILE_UPLOADS: Rollup = Rollup {
     name: "file_uploads",
-    rows_sql: "SELECT hour, sum(rows) AS rows FROM file_uploads_writes \
-        WHERE tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
+    rows_sql: "SELECT hour, sum(rows) AS rows FROM hourly_writes \
+        WHERE rollup = 'file_uploads' AND tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
     count_sql: "INSERT INTO file_uploads_hourly (tenant_id, hour, files, bytes, rows_seen) \
         SELECT tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, \
         count(), sum(size_bytes), transform(hour, ?, ?, toUInt64(0)) \
@@ -61,8 +61,8 @@ pub(super) const FILE_UPLOADS: Rollup = Rollup {
 
 pub(super) const FILE_DOWNLOADS: Rollup = Rollup {
     name: "file_downloads",
-    rows_sql: "SELECT hour, sum(rows) AS rows FROM file_downloads_writes \
-        WHERE tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
+    rows_sql: "SELECT hour, sum(rows) AS rows FROM hourly_writes \
+        WHERE rollup = 'file_downloads' AND tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
     count_sql: "INSERT INTO file_downloads_hourly (tenant_id, hour, files, bytes, rows_seen) \
         SELECT tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, \
         count(), sum(bytes_sent), transform(hour, ?, ?, toUInt64(0)) \
@@ -73,8 +73,8 @@ pub(super) const FILE_DOWNLOADS: Rollup = Rollup {
 
 pub(super) const API_USAGE: Rollup = Rollup {
     name: "api_usage",
-    rows_sql: "SELECT hour, sum(rows) AS rows FROM api_usage_writes \
-        WHERE tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
+    rows_sql: "SELECT hour, sum(rows) AS rows FROM hourly_writes \
+        WHERE rollup = 'api_usage' AND tenant_id = ? AND hour >= ? AND hour < ? GROUP BY hour",
     count_sql: "INSERT INTO api_usage_hourly (tenant_id, hour, route, method, requests, \
         client_errors, errors, durations, rows_seen) \
         SELECT tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, \
