@@ -107,19 +107,19 @@ PARTITION BY intDiv(hour, 2592000)
 ORDER BY (rollup, tenant_id, hour);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS file_uploads_writes_view TO hourly_writes AS
-SELECT 'file_uploads' AS rollup, toString(tenant_id) AS tenant_id,
+SELECT 'file_uploads' AS source, toString(tenant_id) AS tenant_id,
     toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM file_uploads
 GROUP BY tenant_id, hour;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS file_downloads_writes_view TO hourly_writes AS
-SELECT 'file_downloads' AS rollup, toString(tenant_id) AS tenant_id,
+SELECT 'file_downloads' AS source, toString(tenant_id) AS tenant_id,
     toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM file_downloads
 GROUP BY tenant_id, hour;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS api_usage_writes_view TO hourly_writes AS
-SELECT 'api_usage' AS rollup, toString(tenant_id) AS tenant_id,
+SELECT 'api_usage' AS source, toString(tenant_id) AS tenant_id,
     toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM api_usage
 GROUP BY tenant_id, hour;
@@ -165,32 +165,19 @@ ENGINE = ReplacingMergeTree(rows_seen)
 PARTITION BY intDiv(hour, 2592000)
 ORDER BY (tenant_id, hour, route, method);
 
+-- One backfill for the three: their views were created together. (`source`:
+-- GROUP BY reads a bare `rollup` as the start of ROLLUP(...).)
 INSERT INTO hourly_writes (rollup, tenant_id, hour, rows)
-SELECT 'file_uploads', toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
-FROM file_uploads
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_uploads_writes') = 0
-GROUP BY tenant_id, hour;
+SELECT source, tenant_id, toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() FROM (
+    SELECT 'file_uploads' AS source, toString(tenant_id) AS tenant_id, timestamp FROM file_uploads
+    UNION ALL
+    SELECT 'file_downloads' AS source, toString(tenant_id) AS tenant_id, timestamp FROM file_downloads
+    UNION ALL
+    SELECT 'api_usage' AS source, toString(tenant_id) AS tenant_id, timestamp FROM api_usage
+)
+WHERE (SELECT count() FROM rollup_backfills WHERE name = 'hourly_writes') = 0
+GROUP BY source, tenant_id, hour;
 
 INSERT INTO rollup_backfills (name)
-SELECT 'file_uploads_writes'
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_uploads_writes') = 0;
-
-INSERT INTO hourly_writes (rollup, tenant_id, hour, rows)
-SELECT 'file_downloads', toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
-FROM file_downloads
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_downloads_writes') = 0
-GROUP BY tenant_id, hour;
-
-INSERT INTO rollup_backfills (name)
-SELECT 'file_downloads_writes'
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'file_downloads_writes') = 0;
-
-INSERT INTO hourly_writes (rollup, tenant_id, hour, rows)
-SELECT 'api_usage', toString(tenant_id), toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count()
-FROM api_usage
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'api_usage_writes') = 0
-GROUP BY tenant_id, hour;
-
-INSERT INTO rollup_backfills (name)
-SELECT 'api_usage_writes'
-WHERE (SELECT count() FROM rollup_backfills WHERE name = 'api_usage_writes') = 0;
+SELECT 'hourly_writes'
+WHERE (SELECT count() FROM rollup_backfills WHERE name = 'hourly_writes') = 0;

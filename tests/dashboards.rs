@@ -204,6 +204,17 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
         .execute()
         .await
         .unwrap();
+    clickhouse
+        .query(
+            "INSERT INTO file_uploads (event_id, tenant_id, owner_id, cid, size_bytes, \
+             content_type, timestamp) \
+             SELECT generateUUIDv4(), ?, 'u', 'cid', 1000, 'text/plain', \
+             toDateTime(1795168800 + number * 3600) FROM system.numbers LIMIT 2",
+        )
+        .bind(app.tenant.as_str())
+        .execute()
+        .await
+        .unwrap();
     // A gateway starting on it adds the tables and counts what is there.
     let gateway = |mut settings: storage_gateway::config::Settings| {
         settings.analytics.spool_dir = common::temp_dir("spool");
@@ -225,6 +236,9 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
         bucket(&answer, "2026-11-20T11:00:00Z")["events"],
         json!({"click": 30})
     );
+    let (files, _) = dashboard(&upgraded, &format!("/analytics/file-stats?{DAY}")).await;
+    assert_eq!(files["total"]["uploads"], 2, "{files}");
+    assert_eq!(files["total"]["upload_bytes"], 2000, "{files}");
     // Starting again counts nothing twice.
     let again = gateway(settings).await;
     let rows: u64 = clickhouse
@@ -234,6 +248,15 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
         .await
         .unwrap();
     assert_eq!(rows, 90);
+    let rows: u64 = clickhouse
+        .query(
+            "SELECT sum(rows) FROM hourly_writes WHERE rollup = 'file_uploads' AND tenant_id = ?",
+        )
+        .bind(again.tenant.as_str())
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
 }
 
 #[tokio::test]
