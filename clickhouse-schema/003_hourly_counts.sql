@@ -107,19 +107,19 @@ PARTITION BY intDiv(hour, 2592000)
 ORDER BY (rollup, tenant_id, hour);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS file_uploads_writes_view TO hourly_writes AS
-SELECT 'file_uploads' AS source, toString(tenant_id) AS tenant_id,
+SELECT 'file_uploads' AS rollup, toString(tenant_id) AS tenant_id,
     toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM file_uploads
 GROUP BY tenant_id, hour;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS file_downloads_writes_view TO hourly_writes AS
-SELECT 'file_downloads' AS source, toString(tenant_id) AS tenant_id,
+SELECT 'file_downloads' AS rollup, toString(tenant_id) AS tenant_id,
     toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM file_downloads
 GROUP BY tenant_id, hour;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS api_usage_writes_view TO hourly_writes AS
-SELECT 'api_usage' AS source, toString(tenant_id) AS tenant_id,
+SELECT 'api_usage' AS rollup, toString(tenant_id) AS tenant_id,
     toUInt32(intDiv(toUInt32(timestamp), 3600) * 3600) AS hour, count() AS rows
 FROM api_usage
 GROUP BY tenant_id, hour;
