@@ -25,6 +25,9 @@ ENVOY_RATELIMIT_BIN_DIR="$TOOLS_CACHE/bin/envoy-ratelimit-$ENVOY_RATELIMIT_VERSI
 # Property-based tests of the API description, from PyPI into a venv.
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_DIR="$TOOLS_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
+# Checks the dependency tree against deny.toml, built from crates.io.
+CARGO_DENY_VERSION="0.20.2"
+CARGO_DENY="$TOOLS_CACHE/bin/cargo-deny-$CARGO_DENY_VERSION/bin/cargo-deny"
 
 # Every port of the stack, shifted together by STACK_PORT_OFFSET so two
 # checkouts can run side by side. None is a service's default port.

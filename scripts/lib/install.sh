@@ -146,6 +146,17 @@ ensure_psa_compliance() {
   touch "$stamp"
 }
 
+# cargo-deny, pinned, built from the crate registry into its own folder
+# (a few minutes, once per machine).
+ensure_cargo_deny() {
+  [ -x "$CARGO_DENY" ] && return 0
+  local root=${CARGO_DENY%/bin/cargo-deny} build_log="$TOOLS_CACHE/build/cargo-deny-$CARGO_DENY_VERSION.log"
+  mkdir -p "$TOOLS_CACHE/build"
+  log "building cargo-deny $CARGO_DENY_VERSION (a few minutes the first time; log: $build_log)"
+  cargo install --locked --quiet --root "$root" cargo-deny --version "$CARGO_DENY_VERSION" >"$build_log" 2>&1 ||
+    { tail -n 20 "$build_log" >&2; die "building cargo-deny failed (log: $build_log)"; }
+}
+
 ensure_installed() {
   mkdir -p "$TOOLS_CACHE"
   ensure_debian_packages
