@@ -79,7 +79,9 @@ enum KeysCommand {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let loaded = Settings::load(cli.config.as_deref())
+        .and_then(|settings| crate::startup::check_settings(&settings).map(|()| settings));
+    let settings = match loaded {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("{error}");

@@ -54,7 +54,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>) -> Self {
+    pub fn new(key: &str, problem: impl Into<String>) -> Self {
         Self {
             key: key.to_owned(),
             problem: problem.into(),
@@ -570,8 +570,6 @@ impl Settings {
         }
         self.validate_sessions_and_cache()?;
         self.validate_dashboards_and_challenges()?;
-        crate::rate_limit::Policies::from_settings(&self.rate_limit)
-            .map_err(|(key, problem)| ConfigError::new(&key, problem))?;
         if self.postgres.pool_size == 0 {
             return Err(ConfigError::new("postgres.pool_size", "must be at least 1"));
         }

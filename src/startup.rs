@@ -13,36 +13,18 @@ use crate::auth::ApiKeys;
 use crate::cache::Cache;
 use crate::challenges::leaderboard::Leaderboards;
 use crate::challenges::Challenges;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::dashboards::Dashboards;
 use crate::files::Files;
 use crate::http;
 use crate::http::cors::CorsPolicy;
+use crate::http::AppState;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
-use crate::rate_limit::{RateLimitError, RateLimiter};
+use crate::rate_limit::{Policies, RateLimitError, RateLimiter};
 use crate::sessions::Sessions;
 use crate::stores::clickhouse::SchemaReport;
 use crate::stores::{StoreError, Stores};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub stores: Stores,
-    pub api_keys: ApiKeys,
-    pub files: Files,
-    pub analytics: Analytics,
-    pub sessions: Sessions,
-    pub rate_limiter: RateLimiter,
-    pub cache: Cache,
-    pub dashboards: Dashboards,
-    pub challenges: Challenges,
-    pub metrics: Arc<Metrics>,
-    pub admission: Admission,
-    pub links: LinkSigner,
-    pub cors: CorsPolicy,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -99,6 +81,15 @@ async fn warn_if_redis_evicts(redis: crate::stores::redis::Redis) {
     }
 }
 
+/// The settings only a capability can judge (config knows none of them),
+/// checked as soon as settings load, so a bad one stops every command with
+/// the same one-line configuration error as any other setting.
+pub fn check_settings(settings: &Settings) -> Result<(), ConfigError> {
+    Policies::from_settings(&settings.rate_limit)
+        .map_err(|(key, problem)| ConfigError::new(&key, problem))?;
+    Ok(())
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -121,13 +112,6 @@ impl Application {
             "schemas ready"
         );
         let admission = Admission::new(&settings.server, metrics.clone());
-        let files = Files::new(
-            stores.clone(),
-            settings.files.clone(),
-            settings.pinning.clone(),
-            metrics.clone(),
-            admission.clone(),
-        );
         let analytics = Analytics::new(
             stores.clickhouse.clone(),
             &settings.analytics,
@@ -137,6 +121,14 @@ impl Application {
             dir: settings.analytics.spool_dir.display().to_string(),
             source,
         })?;
+        let files = Files::new(
+            stores.clone(),
+            settings.files.clone(),
+            settings.pinning.clone(),
+            metrics.clone(),
+            admission.clone(),
+            analytics.clone(),
+        );
         let challenges = Challenges::new(
             stores.postgres.clone(),
             files.clone(),

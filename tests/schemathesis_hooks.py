@@ -1,4 +1,4 @@
-"""Loaded by schemathesis for tests/openapi.rs (SCHEMATHESIS_HOOKS)."""
+"""Loaded by schemathesis for tests/api/openapi.rs (SCHEMATHESIS_HOOKS)."""
 
 import schemathesis
 

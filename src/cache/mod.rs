@@ -13,6 +13,7 @@ use crate::auth::TenantId;
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
 use crate::stores::redis::Redis;
+use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -213,14 +214,12 @@ impl Cache {
     }
 }
 
-/// Tenant ids hold neither ':' nor braces, so no key of one tenant reads as
-/// another's, and `{tenant}` is the hash tag of all of them.
 fn keys(tenant: &TenantId, key: &str) -> Keys {
     Keys {
-        value: format!("sgw:c:{{{tenant}}}:{key}"),
-        ledger: format!("sgw:cl:{{{tenant}}}"),
-        sizes: format!("sgw:cz:{{{tenant}}}"),
-        total: format!("sgw:ct:{{{tenant}}}"),
+        value: redis_keys::cache_value(tenant.as_str(), key),
+        ledger: redis_keys::cache_ledger(tenant.as_str()),
+        sizes: redis_keys::cache_sizes(tenant.as_str()),
+        total: redis_keys::cache_total(tenant.as_str()),
     }
 }
 

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::TenantId;
 use crate::stores::postgres::BestScore;
 use crate::stores::redis::Redis;
+use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
 /// Users merged into a board per script call: a long script blocks Redis
@@ -181,9 +182,6 @@ impl Leaderboards {
     }
 }
 
-/// The board and its mark share a hash tag: one Redis Cluster node holds both.
 fn keys(tenant: &TenantId, challenge: Uuid) -> (String, String) {
-    let board = format!("sgw:lb:{{{tenant}:{challenge}}}");
-    let mark = format!("{board}:built");
-    (board, mark)
+    redis_keys::leaderboard(tenant.as_str(), &challenge.to_string())
 }

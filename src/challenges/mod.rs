@@ -70,6 +70,44 @@ pub enum SubmissionOutput {
     },
 }
 
+/// Where a streamed submission's output goes while its request is read.
+pub struct OutputSink<'a> {
+    challenges: &'a Challenges,
+    tenant: &'a TenantId,
+    challenge_id: Uuid,
+    submission_id: Uuid,
+    user_id: Uuid,
+    output: Option<SubmissionOutput>,
+}
+
+impl OutputSink<'_> {
+    /// Keeps the output: inline when small, else streamed into IPFS. A
+    /// submission has one output at most.
+    pub async fn store<S, E>(&mut self, body: S) -> Result<(), ChallengeError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        if self.output.is_some() {
+            return Err(ChallengeError::Invalid(
+                "a submission has one output at most".into(),
+            ));
+        }
+        let output = self
+            .challenges
+            .store_output(
+                self.tenant,
+                self.challenge_id,
+                self.submission_id,
+                self.user_id,
+                body,
+            )
+            .await?;
+        self.output = Some(output);
+        Ok(())
+    }
+}
+
 /// Where the leaderboard answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaderboardSource {
@@ -211,9 +249,44 @@ impl Challenges {
         self.record(tenant, challenge_id, id, input, output).await
     }
 
+    /// A submission whose output streams after it in the request: checked
+    /// first, so nothing is stored for a submission that would be refused;
+    /// then `rest` reads the remainder of the request, handing any output
+    /// to the sink. An output stored for a submission that fails after it
+    /// is removed again.
+    pub async fn submit_streamed<F>(
+        &self,
+        tenant: &TenantId,
+        challenge_id: Uuid,
+        input: SubmissionInput,
+        rest: F,
+    ) -> Result<SubmissionRow, ChallengeError>
+    where
+        F: AsyncFnOnce(&mut OutputSink<'_>) -> Result<(), ChallengeError>,
+    {
+        self.check(tenant, challenge_id, &input).await?;
+        let mut sink = OutputSink {
+            challenges: self,
+            tenant,
+            challenge_id,
+            submission_id: Uuid::new_v4(),
+            user_id: input.user_id,
+            output: None,
+        };
+        let read = rest(&mut sink).await;
+        let (id, output) = (sink.submission_id, sink.output);
+        if let Err(error) = read {
+            if let Some(output) = &output {
+                self.discard_output(tenant, output).await;
+            }
+            return Err(error);
+        }
+        self.record(tenant, challenge_id, id, input, output).await
+    }
+
     /// Validates a submission and checks its challenge and user exist, so
     /// no output reaches IPFS for a submission that cannot be stored.
-    pub async fn check(
+    async fn check(
         &self,
         tenant: &TenantId,
         challenge_id: Uuid,
@@ -256,7 +329,7 @@ impl Challenges {
     /// Reads a submission's output: kept inline (as text) while it fits
     /// `inline_output_max_bytes`, streamed into IPFS as a file of the tenant
     /// once it does not, so a large output is never held whole.
-    pub async fn store_output<S, E>(
+    async fn store_output<S, E>(
         &self,
         tenant: &TenantId,
         challenge_id: Uuid,
@@ -307,7 +380,6 @@ impl Challenges {
         };
         let whole = futures_util::stream::iter(head.into_iter().map(Ok)).chain(body);
         let StoredFile { file, created } = self.files.store(tenant, whole, &details).await?;
-        self.analytics.file_uploaded(&file);
         Ok(SubmissionOutput::Stored {
             cid: file.cid,
             size: file.size_bytes.unwrap_or(0),
@@ -317,7 +389,7 @@ impl Challenges {
 
     /// Records a checked submission with its output; an output stored in
     /// IPFS for a submission that cannot be recorded is removed again.
-    pub async fn record(
+    async fn record(
         &self,
         tenant: &TenantId,
         challenge_id: Uuid,
@@ -387,7 +459,7 @@ impl Challenges {
 
     /// Removes an output stored for a submission that was not recorded,
     /// unless the file was there before: then it is someone else's too.
-    pub async fn discard_output(&self, tenant: &TenantId, output: &SubmissionOutput) {
+    async fn discard_output(&self, tenant: &TenantId, output: &SubmissionOutput) {
         let SubmissionOutput::Stored {
             cid, created: true, ..
         } = output

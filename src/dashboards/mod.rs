@@ -18,10 +18,11 @@ use serde_json::{json, Map, Value};
 use crate::auth::TenantId;
 use crate::config::DashboardSettings;
 use crate::metrics::Metrics;
+use crate::rfc3339;
 use crate::stores::clickhouse::{ChallengeRow, ClickHouse, Window};
 use crate::stores::redis::Redis;
+use crate::stores::redis_keys;
 use crate::stores::StoreError;
-use query::rfc3339;
 pub use query::{DashboardQuery, RawQuery, Report};
 pub use read_through::{Answer, CacheStatus};
 use read_through::{Lifetimes, ReadThrough};
@@ -59,8 +60,7 @@ impl Dashboards {
         query: DashboardQuery,
     ) -> Result<Answer, StoreError> {
         let report = query.report;
-        // The hash tag keeps an entry and its lock on one Cluster node.
-        let key = format!("sgw:dq:{{{tenant}:{}}}", query.fingerprint());
+        let key = redis_keys::dashboard_answer(tenant.as_str(), &query.fingerprint());
         let settings = &self.settings;
         let lifetimes = Lifetimes {
             fresh: Duration::from_secs(report.ttl_secs(settings)),
@@ -243,13 +243,13 @@ impl<'a> Frame<'a> {
             .buckets
             .into_iter()
             .map(|(start, mut fields)| {
-                fields.insert("start".into(), json!(rfc3339(start as i64)));
+                fields.insert("start".into(), json!(rfc3339::from_unix(start as i64)));
                 Value::Object(fields)
             })
             .collect();
         let mut answer = json!({
             "report": query.report.name(),
-            "range": {"from": rfc3339(query.from), "to": rfc3339(query.to)},
+            "range": {"from": rfc3339::from_unix(query.from), "to": rfc3339::from_unix(query.to)},
             "interval": query.interval.name(),
             "buckets": buckets,
             "total": total,

@@ -221,16 +221,10 @@ fn parse_time(name: &str, text: &str) -> Result<i64, String> {
 }
 
 /// Formats Unix seconds as RFC 3339, in UTC.
-pub fn rfc3339(seconds: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rfc3339;
     use time::macros::datetime;
 
     fn settings() -> DashboardSettings {
@@ -255,8 +249,8 @@ mod tests {
     #[test]
     fn defaults_end_with_the_current_interval() {
         let query = parse(Report::UserActivity, RawQuery::default()).unwrap();
-        assert_eq!(rfc3339(query.to), "2026-03-11T00:00:00Z");
-        assert_eq!(rfc3339(query.from), "2026-03-04T00:00:00Z");
+        assert_eq!(rfc3339::from_unix(query.to), "2026-03-11T00:00:00Z");
+        assert_eq!(rfc3339::from_unix(query.from), "2026-03-04T00:00:00Z");
         let hourly = parse(
             Report::UserActivity,
             RawQuery {
@@ -265,8 +259,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(rfc3339(hourly.to), "2026-03-10T16:00:00Z");
-        assert_eq!(rfc3339(hourly.from), "2026-03-09T16:00:00Z");
+        assert_eq!(rfc3339::from_unix(hourly.to), "2026-03-10T16:00:00Z");
+        assert_eq!(rfc3339::from_unix(hourly.from), "2026-03-09T16:00:00Z");
     }
 
     #[test]
@@ -285,8 +279,8 @@ mod tests {
         };
         let first = at("2026-03-09T15:42:10Z", "2026-03-10T15:42:10Z");
         let a_second_later = at("2026-03-09T15:42:11Z", "2026-03-10T15:42:11Z");
-        assert_eq!(rfc3339(first.from), "2026-03-09T15:00:00Z");
-        assert_eq!(rfc3339(first.to), "2026-03-10T16:00:00Z");
+        assert_eq!(rfc3339::from_unix(first.from), "2026-03-09T15:00:00Z");
+        assert_eq!(rfc3339::from_unix(first.to), "2026-03-10T16:00:00Z");
         assert_eq!(first.fingerprint(), a_second_later.fingerprint());
         // An aligned day of hours is 24 buckets, not 25.
         let day = at("2026-03-09T00:00:00Z", "2026-03-10T00:00:00Z");

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::stores::redis::Redis;
+use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
 /// How an answer was found.
@@ -325,9 +326,8 @@ impl ReadThrough {
     }
 }
 
-/// The lock shares the entry's hash tag, so both live on one Redis Cluster node.
 fn lock_key(key: &str) -> String {
-    format!("{key}:lock")
+    redis_keys::dashboard_lock(key)
 }
 
 /// An entry is the time it was stored (Unix milliseconds), a newline, the body.

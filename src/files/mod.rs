@@ -9,9 +9,11 @@ mod reconciler;
 mod running_hash;
 pub mod tus;
 pub mod unixfs;
+pub mod upload_request;
 pub mod verifiable;
 
 pub use reconciler::ReconcileReport;
+pub use upload_request::PinWait;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,8 +25,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::admission::{Admission, Overloaded};
+use crate::analytics::Analytics;
 use crate::auth::TenantId;
 use crate::config::{FilesSettings, PinningSettings};
+use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
 use crate::stores::cluster::{PinRequest, PinStatus};
 use crate::stores::kubo::{AddOptions, ContentSize, ContentStream, DagCheck, ListedEntry};
@@ -76,7 +80,7 @@ pub enum FilesError {
     #[error("content type {0} is not accepted here")]
     UnsupportedType(String),
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     #[error("no file {0} in this tenant")]
     NotFound(String),
     #[error("{0}")]
@@ -100,11 +104,11 @@ pub enum FilesError {
     #[error("the tenant's quota of {quota} bytes is used up; remove files or pins first")]
     InsufficientFunds { quota: u64 },
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
 }
 
 impl FilesError {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         FilesError::Invalid {
             code,
             message: message.into(),
@@ -183,6 +187,25 @@ pub struct StoredFile {
     pub created: bool,
 }
 
+/// An upload's file and its pin, as the answer reports them.
+pub struct Uploaded {
+    pub file: FileRow,
+    pub pin: Option<PinStatus>,
+    /// With [`PinWait::Pinned`]: the wait ended before enough peers held it.
+    pub still_pinning: bool,
+}
+
+/// The CID of a stored file, which Postgres only ever holds parsed.
+fn stored_cid(file: &FileRow) -> Result<ContentId, FilesError> {
+    ContentId::parse(&file.cid).map_err(|e| {
+        StoreError::failed(
+            crate::stores::StoreKind::Postgres,
+            format!("stored CID {:?}: {e}", file.cid),
+        )
+        .into()
+    })
+}
+
 /// Where an upload's content goes: into Kubo, within the bytes the upload
 /// reserved.
 pub struct ContentSink {
@@ -220,10 +243,9 @@ impl ContentSink {
         let pump = pump(body, sender, self.left(), true, SNIFF_BYTES);
         let (pumped, added) = tokio::join!(pump, add);
         let Some(pumped) = pumped? else {
-            return Err(added
-                .err()
-                .map(FilesError::from)
-                .unwrap_or_else(|| FilesError::invalid("incomplete_body", "upload interrupted")));
+            return Err(added.err().map(FilesError::from).unwrap_or_else(|| {
+                FilesError::invalid(ErrorCode::IncompleteBody, "upload interrupted")
+            }));
         };
         let added = added?;
         self.received
@@ -287,7 +309,7 @@ impl ContentSink {
             ));
         }
         let (root, blocks) = unixfs::build_directory(&files)
-            .map_err(|e| FilesError::invalid("invalid_path", e.to_string()))?;
+            .map_err(|e| FilesError::invalid(ErrorCode::InvalidPath, e.to_string()))?;
         let stored: Vec<_> = blocks
             .iter()
             .filter(|block| !unixfs::is_inlined(&block.cid))
@@ -341,27 +363,27 @@ impl ContentSink {
         let (pumped, imported) = tokio::join!(pump, import);
         let Some(pumped) = pumped? else {
             return Err(match imported {
-                Ok(Err(reason)) => unprocessable("invalid_car", reason),
+                Ok(Err(reason)) => unprocessable(ErrorCode::InvalidCar, reason),
                 Err(error) => error.into(),
-                Ok(Ok(_)) => FilesError::invalid("incomplete_body", "upload interrupted"),
+                Ok(Ok(_)) => FilesError::invalid(ErrorCode::IncompleteBody, "upload interrupted"),
             });
         };
-        let roots =
-            car::roots(&pumped.head).map_err(|e| unprocessable("invalid_car", e.to_string()))?;
-        imported?.map_err(|reason| unprocessable("invalid_car", reason))?;
+        let roots = car::roots(&pumped.head)
+            .map_err(|e| unprocessable(ErrorCode::InvalidCar, e.to_string()))?;
+        imported?.map_err(|reason| unprocessable(ErrorCode::InvalidCar, reason))?;
         let root = match roots.as_slice() {
             [root] => ContentId::parse(&root.to_string())
-                .map_err(|e| unprocessable("invalid_car", e.to_string()))?
+                .map_err(|e| unprocessable(ErrorCode::InvalidCar, e.to_string()))?
                 .to_string(),
             [] => {
                 return Err(unprocessable(
-                    "invalid_car",
+                    ErrorCode::InvalidCar,
                     "the CAR names no root; its header must name the one to store".into(),
                 ))
             }
             more => {
                 return Err(unprocessable(
-                    "invalid_car",
+                    ErrorCode::InvalidCar,
                     format!(
                         "the CAR names {} roots; a CAR upload stores one file, so name one root",
                         more.len()
@@ -374,7 +396,7 @@ impl ContentSink {
             DagCheck::Complete { bytes } => bytes,
             DagCheck::Missing(missing) => {
                 return Err(unprocessable(
-                    "incomplete_car",
+                    ErrorCode::IncompleteCar,
                     format!("the DAG under root {root} is incomplete: block {missing} is missing"),
                 ))
             }
@@ -444,7 +466,7 @@ where
                 let _ = sender
                     .send(Err(std::io::Error::other(message.clone())))
                     .await;
-                return Err(FilesError::invalid("incomplete_body", message));
+                return Err(FilesError::invalid(ErrorCode::IncompleteBody, message));
             }
         };
         size += chunk.len() as u64;
@@ -515,6 +537,8 @@ pub struct Files {
     pinning: Arc<PinningSettings>,
     metrics: Arc<Metrics>,
     admission: Admission,
+    /// Every stored upload is an analytics event.
+    analytics: Analytics,
     /// When the reconciler last looked for orphan pins (Unix seconds).
     last_orphan_sweep: Arc<std::sync::atomic::AtomicU64>,
     /// The Cluster's IPFS nodes' addresses, and when they were read.
@@ -528,6 +552,7 @@ impl Files {
         pinning: PinningSettings,
         metrics: Arc<Metrics>,
         admission: Admission,
+        analytics: Analytics,
     ) -> Self {
         Self {
             stores,
@@ -535,6 +560,7 @@ impl Files {
             pinning: Arc::new(pinning),
             metrics,
             admission,
+            analytics,
             last_orphan_sweep: Arc::default(),
             delegates: Arc::default(),
         }
@@ -584,23 +610,61 @@ impl Files {
         .await;
         guard.disarm();
         match outcome {
-            Ok(file) => {
-                self.metrics
-                    .file_bytes
-                    .with_label_values(&["upload"])
-                    .inc_by(file.size());
-                Ok(StoredFile {
-                    // The pending row became the file unless the tenant
-                    // already had one with this content.
-                    created: file.id == pending,
-                    file,
-                })
-            }
+            Ok(file) => Ok(self.stored(pending, file)),
             Err(error) => {
                 self.roll_back(pending).await;
                 Err(error)
             }
         }
+    }
+
+    /// A committed upload, counted in the metrics and the analytics events.
+    fn stored(&self, pending: Uuid, file: FileRow) -> StoredFile {
+        self.metrics
+            .file_bytes
+            .with_label_values(&["upload"])
+            .inc_by(file.size());
+        self.analytics.file_uploaded(&file);
+        StoredFile {
+            // The pending row became the file unless the tenant already
+            // had one with this content.
+            created: file.id == pending,
+            file,
+        }
+    }
+
+    /// The whole upload of one request: [`Files::upload`], then its pin,
+    /// waited for as `wait` asks.
+    pub async fn upload_and_pin<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        expected_bytes: Option<u64>,
+        wait: PinWait,
+        read: F,
+    ) -> Result<Uploaded, FilesError>
+    where
+        F: FnOnce(ContentSink) -> Fut,
+        Fut: Future<Output = Result<(ReceivedContent, UploadDetails), FilesError>>,
+    {
+        let mut file = self.upload(tenant, expected_bytes, read).await?.file;
+        let cid = stored_cid(&file)?;
+        let (pin, still_pinning) = match wait {
+            PinWait::Pinned => {
+                let (pin, reached) = self.wait_until_pinned(&cid, file.replication_min).await?;
+                if reached {
+                    file.pin_state = "pinned".to_owned();
+                }
+                (Some(pin), !reached)
+            }
+            // The answer shows the pin as it stands; without it, the answer
+            // still stands.
+            PinWait::Stored => (self.pin_status(&cid).await.ok(), false),
+        };
+        Ok(Uploaded {
+            file,
+            pin,
+            still_pinning,
+        })
     }
 
     /// Stores `body` as a file of `tenant`: [`Files::upload`] of a body
@@ -834,7 +898,7 @@ impl Files {
         match self.stores.kubo.content_size(&file.cid).await? {
             ContentSize::File(bytes) => Ok(bytes),
             ContentSize::Tree(_) => Err(FilesError::invalid(
-                "not_a_file",
+                ErrorCode::NotAFile,
                 format!(
                     "{} is not a UnixFS file; fetch it with ?format=car or by path at /ipfs/{}/...",
                     file.cid, file.cid

@@ -20,6 +20,7 @@ use super::running_hash::RunningHash;
 use super::unixfs::{self, DagNode};
 use super::{Files, FilesError, ReceivedContent, StoredFile, UploadDetails, SNIFF_BYTES};
 use crate::auth::TenantId;
+use crate::error_code::ErrorCode;
 use crate::stores::kubo::AddOptions;
 use crate::stores::postgres::{NewTusUpload, TusLock, TusProgress, TusRow};
 use crate::stores::{StoreError, StoreKind};
@@ -154,7 +155,7 @@ impl Files {
         }
         if let Some((nonce, expires)) = &creation.one_use {
             let expires = OffsetDateTime::from_unix_timestamp(*expires)
-                .map_err(|e| FilesError::invalid("invalid_link", e.to_string()))?;
+                .map_err(|e| FilesError::invalid(ErrorCode::InvalidLink, e.to_string()))?;
             if !postgres.consume_link(nonce, expires).await? {
                 return Err(FilesError::LinkUsed);
             }
@@ -180,7 +181,7 @@ impl Files {
             wait_for_pin: creation.wait_for_pin,
         };
         let details_json = serde_json::to_value(&details)
-            .map_err(|e| FilesError::invalid("invalid_metadata", e.to_string()))?;
+            .map_err(|e| FilesError::invalid(ErrorCode::InvalidMetadata, e.to_string()))?;
         let id = Uuid::new_v4();
         let expires_at =
             OffsetDateTime::now_utc() + Duration::from_secs(self.settings.tus_expiry_secs);
@@ -312,7 +313,16 @@ impl Files {
                 tracing::warn!(%error, %id, "could not release an upload; its lease runs out");
             }
         }
-        outcome
+        let appended = outcome?;
+        // The last byte's answer waits for the pin when the upload asked.
+        if let Some(stored) = &appended.stored {
+            if appended.upload.details.wait_for_pin {
+                let cid = super::stored_cid(&stored.file)?;
+                self.wait_until_pinned(&cid, stored.file.replication_min)
+                    .await?;
+            }
+        }
+        Ok(appended)
     }
 
     async fn append_locked<S, E>(
@@ -357,7 +367,7 @@ impl Files {
         let length = match (upload.length, patch.length) {
             (Some(known), Some(declared)) if known != declared => {
                 return Err(FilesError::invalid(
-                    "invalid_upload_length",
+                    ErrorCode::InvalidUploadLength,
                     format!("Upload-Length {declared} differs from the upload's length {known}"),
                 ))
             }
@@ -367,7 +377,7 @@ impl Files {
                     FilesError::TooLarge { limit: max_bytes }
                 } else {
                     FilesError::invalid(
-                        "invalid_upload_length",
+                        ErrorCode::InvalidUploadLength,
                         format!("Upload-Length {declared} is below the bytes already received"),
                     )
                 });
@@ -410,7 +420,7 @@ impl Files {
             )));
         }
         if let Some(message) = received.interrupted {
-            return Err(FilesError::invalid("incomplete_body", message));
+            return Err(FilesError::invalid(ErrorCode::IncompleteBody, message));
         }
         let upload = TusUpload {
             offset,
@@ -503,7 +513,7 @@ impl Files {
                             let _ = sender
                                 .send(Err(std::io::Error::other(message.clone())))
                                 .await;
-                            return Err(FilesError::invalid("incomplete_body", message));
+                            return Err(FilesError::invalid(ErrorCode::IncompleteBody, message));
                         }
                         interrupted = Some(message);
                         break;
@@ -554,10 +564,9 @@ impl Files {
         };
         let (pumped, put) = tokio::join!(pump, put);
         let Some(part) = pumped? else {
-            return Err(put
-                .err()
-                .map(FilesError::from)
-                .unwrap_or_else(|| FilesError::invalid("incomplete_body", "upload interrupted")));
+            return Err(put.err().map(FilesError::from).unwrap_or_else(|| {
+                FilesError::invalid(ErrorCode::IncompleteBody, "upload interrupted")
+            }));
         };
         put?;
         Ok(part)
@@ -633,14 +642,7 @@ impl Files {
         let file = self
             .commit(pending, &content, &details.upload, allowed)
             .await?;
-        self.metrics
-            .file_bytes
-            .with_label_values(&["upload"])
-            .inc_by(size);
-        Ok(StoredFile {
-            created: file.id == pending,
-            file,
-        })
+        Ok(self.stored(pending, file))
     }
 }
 

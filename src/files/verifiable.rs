@@ -6,6 +6,7 @@
 
 use super::{ContentId, Files, FilesError};
 use crate::auth::TenantId;
+use crate::error_code::ErrorCode;
 use crate::stores::kubo::{ContentStream, Verifiable as KuboVerifiable};
 use crate::stores::StoreError;
 
@@ -41,7 +42,7 @@ pub enum VerifiableRequest {
 }
 
 fn invalid(message: impl Into<String>) -> FilesError {
-    FilesError::invalid("invalid_format", message)
+    FilesError::invalid(ErrorCode::InvalidFormat, message)
 }
 
 /// `entity-bytes=from:to`: whole numbers (negative counts from the end),

@@ -17,7 +17,7 @@ use actix_web::{web, Error, HttpMessage, HttpResponse};
 use crate::auth::{Principal, TenantId};
 use crate::config::BrowserSettings;
 use crate::http::error::ApiError;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Headers a page may read from an answer.
 const EXPOSED: &str = "ETag, Content-Range, Content-Length, Content-Disposition, Location, \

@@ -11,6 +11,7 @@ use crate::analytics::{IngestError, Rejection, SpoolError};
 use crate::auth::{AuthError, Scope};
 use crate::cache::CacheError;
 use crate::challenges::ChallengeError;
+use crate::error_code::ErrorCode;
 use crate::files::FilesError;
 use crate::rate_limit::{Decision, RateLimitError};
 use crate::sessions::SessionError;
@@ -23,7 +24,7 @@ const RETRY_AFTER_SECS: &str = "5";
 pub enum ApiError {
     /// 400: the request is malformed; `code` says which way.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     /// 400: events of an ingestion request that are invalid, each by index.
     #[error("{} of the events are invalid; nothing was accepted", .0.len())]
     InvalidEvents(Vec<Rejection>),
@@ -50,7 +51,7 @@ pub enum ApiError {
     PayloadTooLarge(String),
     /// 408: the request took longer than the server keeps its state.
     #[error("{message}")]
-    RequestTimeout { code: &'static str, message: String },
+    RequestTimeout { code: ErrorCode, message: String },
     /// 412: an `If-Match` precondition does not hold.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -85,6 +86,9 @@ pub enum ApiError {
     /// 460 (tus checksum extension): a part's bytes do not match its checksum.
     #[error("{0}")]
     ChecksumMismatch(String),
+    /// 416: a range that starts past the end of `size` bytes.
+    #[error("{message}")]
+    RangeNotSatisfiable { size: u64, message: String },
     /// 406: a representation this path does not give.
     #[error("{0}")]
     NotAcceptable(String),
@@ -94,7 +98,7 @@ pub enum ApiError {
     #[error("{0}")]
     InsufficientFunds(String),
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
     /// 503: a backend is down or did not answer in time.
     #[error("{0} is unavailable; retry later")]
     Unavailable(StoreKind),
@@ -116,7 +120,7 @@ struct ErrorBody<'a> {
 
 #[derive(Serialize)]
 struct ErrorDetail<'a> {
-    code: &'a str,
+    code: ErrorCode,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend: Option<StoreKind>,
@@ -125,7 +129,7 @@ struct ErrorDetail<'a> {
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code,
             message: message.into(),
@@ -133,72 +137,44 @@ impl ApiError {
     }
 
     /// The stable, machine-readable code clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest { code, .. } => code,
-            ApiError::InvalidEvents(_) => "invalid_events",
-            ApiError::Unauthenticated(_) => "unauthenticated",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::RequestTimeout { code, .. } => code,
-            ApiError::PreconditionFailed(_) => "precondition_failed",
-            ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
-            ApiError::PreconditionRequired(_) => "precondition_required",
-            ApiError::QuotaExceeded(_) => "quota_exceeded",
-            ApiError::LinkRefused(_) => "link_refused",
-            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
-            ApiError::OffsetMismatch(_) => "offset_mismatch",
-            ApiError::UnsupportedTusVersion(_) => "unsupported_tus_version",
-            ApiError::Locked(_) => "locked",
-            ApiError::TooManyUploads(_) => "too_many_uploads",
-            ApiError::ChecksumMismatch(_) => "checksum_mismatch",
-            ApiError::NotImplemented(_) => "not_implemented",
-            ApiError::InsufficientFunds(_) => "insufficient_funds",
-            ApiError::Unprocessable { code, .. } => code,
-            ApiError::NotAcceptable(_) => "not_acceptable",
-            ApiError::Unavailable(_) => "backend_unavailable",
-            ApiError::Overloaded(_) => "overloaded",
-            ApiError::SpoolDiskFull => "spool_disk_full",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest { code, .. } => *code,
+            ApiError::InvalidEvents(_) => ErrorCode::InvalidEvents,
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::RequestTimeout { code, .. } => *code,
+            ApiError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedContentType,
+            ApiError::PreconditionRequired(_) => ErrorCode::PreconditionRequired,
+            ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            ApiError::LinkRefused(_) => ErrorCode::LinkRefused,
+            ApiError::OriginNotAllowed(_) => ErrorCode::OriginNotAllowed,
+            ApiError::OffsetMismatch(_) => ErrorCode::OffsetMismatch,
+            ApiError::UnsupportedTusVersion(_) => ErrorCode::UnsupportedTusVersion,
+            ApiError::Locked(_) => ErrorCode::Locked,
+            ApiError::TooManyUploads(_) => ErrorCode::TooManyUploads,
+            ApiError::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
+            ApiError::NotImplemented(_) => ErrorCode::NotImplemented,
+            ApiError::InsufficientFunds(_) => ErrorCode::InsufficientFunds,
+            ApiError::Unprocessable { code, .. } => *code,
+            ApiError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            ApiError::NotAcceptable(_) => ErrorCode::NotAcceptable,
+            ApiError::Unavailable(_) => ErrorCode::BackendUnavailable,
+            ApiError::Overloaded(_) => ErrorCode::Overloaded,
+            ApiError::SpoolDiskFull => ErrorCode::SpoolDiskFull,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest { .. } | ApiError::InvalidEvents(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::QuotaExceeded(_) | ApiError::TooManyUploads(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            ApiError::LinkRefused(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
-            ApiError::OffsetMismatch(_) | ApiError::InsufficientFunds(_) => StatusCode::CONFLICT,
-            ApiError::UnsupportedTusVersion(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::Locked(_) => StatusCode::LOCKED,
-            ApiError::ChecksumMismatch(_) => {
-                StatusCode::from_u16(460).expect("460 is a valid status code")
-            }
-            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::SpoolDiskFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().status()).expect("the table holds valid statuses")
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -236,6 +212,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedTusVersion(_) => {
                 response.insert_header(("Tus-Version", HeaderValue::from_static("1.0.0")));
             }
+            ApiError::RangeNotSatisfiable { size, .. } => {
+                response.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
             ApiError::MethodNotAllowed {
                 allow: Some(allow), ..
             } => {
@@ -254,7 +233,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable(store)
             }
             invalid @ StoreError::InvalidValue { .. } => {
-                ApiError::bad_request("invalid_value", invalid.to_string())
+                ApiError::bad_request(ErrorCode::InvalidValue, invalid.to_string())
             }
             failed => ApiError::Internal(failed.to_string()),
         }
@@ -264,7 +243,9 @@ impl From<StoreError> for ApiError {
 impl From<ChallengeError> for ApiError {
     fn from(error: ChallengeError) -> Self {
         match error {
-            ChallengeError::Invalid(message) => ApiError::bad_request("invalid_field", message),
+            ChallengeError::Invalid(message) => {
+                ApiError::bad_request(ErrorCode::InvalidField, message)
+            }
             ChallengeError::NotFound(message) => ApiError::NotFound(message),
             ChallengeError::Conflict(message) => ApiError::Conflict(message),
             ChallengeError::Files(files) => files.into(),
@@ -286,7 +267,7 @@ impl From<FilesError> for ApiError {
             FilesError::InUse(message) => ApiError::Conflict(message),
             FilesError::Overloaded(overloaded) => overloaded.into(),
             FilesError::Expired => ApiError::RequestTimeout {
-                code: "upload_expired",
+                code: ErrorCode::UploadExpired,
                 message: error.to_string(),
             },
             FilesError::NotSupported(message) => ApiError::NotImplemented(message),
@@ -308,7 +289,9 @@ impl From<FilesError> for ApiError {
 impl From<IngestError> for ApiError {
     fn from(error: IngestError) -> Self {
         match error {
-            IngestError::Invalid(message) => ApiError::bad_request("invalid_events", message),
+            IngestError::Invalid(message) => {
+                ApiError::bad_request(ErrorCode::InvalidEvents, message)
+            }
             IngestError::Rejected(rejections) => ApiError::InvalidEvents(rejections),
             IngestError::TooLarge(message) => ApiError::PayloadTooLarge(message),
             // The spool fills only while ClickHouse does not take its events.
@@ -332,7 +315,7 @@ impl From<SessionError> for ApiError {
             SessionError::Store(store) => store.into(),
             SessionError::NotFound => ApiError::NotFound(error.to_string()),
             SessionError::Invalid(message) => {
-                ApiError::bad_request("invalid_session_request", message)
+                ApiError::bad_request(ErrorCode::InvalidSessionRequest, message)
             }
             SessionError::TooLarge(message) | SessionError::OverBudget(message) => {
                 ApiError::PayloadTooLarge(message)
@@ -347,7 +330,9 @@ impl From<CacheError> for ApiError {
         match error {
             CacheError::Store(store) => store.into(),
             CacheError::NotFound => ApiError::NotFound(error.to_string()),
-            CacheError::Invalid(message) => ApiError::bad_request("invalid_cache_request", message),
+            CacheError::Invalid(message) => {
+                ApiError::bad_request(ErrorCode::InvalidCacheRequest, message)
+            }
             CacheError::TooLarge(message) | CacheError::OverBudget(message) => {
                 ApiError::PayloadTooLarge(message)
             }
@@ -360,10 +345,10 @@ impl From<RateLimitError> for ApiError {
         match error {
             RateLimitError::Store(store) => store.into(),
             RateLimitError::UnknownPolicy(_) => {
-                ApiError::bad_request("unknown_policy", error.to_string())
+                ApiError::bad_request(ErrorCode::UnknownPolicy, error.to_string())
             }
             RateLimitError::Invalid(message) => {
-                ApiError::bad_request("invalid_rate_limit_request", message)
+                ApiError::bad_request(ErrorCode::InvalidRateLimitRequest, message)
             }
         }
     }
@@ -386,7 +371,7 @@ pub mod extractors {
     use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
     use actix_web::{web, HttpRequest};
 
-    use super::ApiError;
+    use super::{ApiError, ErrorCode};
 
     pub fn json_config(limit: usize) -> web::JsonConfig {
         web::JsonConfig::default()
@@ -402,10 +387,10 @@ pub mod extractors {
                         "JSON body is over the limit of {limit} bytes"
                     )),
                     JsonPayloadError::ContentType => ApiError::bad_request(
-                        "unsupported_content_type",
+                        ErrorCode::UnsupportedContentType,
                         "expected Content-Type: application/json",
                     ),
-                    other => ApiError::bad_request("invalid_json", other.to_string()),
+                    other => ApiError::bad_request(ErrorCode::InvalidJson, other.to_string()),
                 }
                 .into()
             })
@@ -413,13 +398,13 @@ pub mod extractors {
 
     pub fn query_config() -> web::QueryConfig {
         web::QueryConfig::default().error_handler(|error: QueryPayloadError, _req| {
-            ApiError::bad_request("invalid_query", error.to_string()).into()
+            ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()).into()
         })
     }
 
     pub fn path_config() -> web::PathConfig {
         web::PathConfig::default().error_handler(|error: PathError, _req| {
-            ApiError::bad_request("invalid_path", error.to_string()).into()
+            ApiError::bad_request(ErrorCode::InvalidPath, error.to_string()).into()
         })
     }
 }

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use futures_util::StreamExt;
 
+use crate::error_code::ErrorCode;
 use crate::files::FilesError;
 
 pub fn is_multipart(req: &HttpRequest) -> bool {
@@ -17,7 +18,7 @@ pub fn is_multipart(req: &HttpRequest) -> bool {
 
 pub fn malformed(error: MultipartError) -> FilesError {
     FilesError::invalid(
-        "invalid_multipart",
+        ErrorCode::InvalidMultipart,
         format!("malformed multipart body: {error}"),
     )
 }
@@ -35,13 +36,16 @@ pub async fn text_field(field: &mut Field, limit: usize) -> Result<String, Files
         let chunk = chunk.map_err(malformed)?;
         if bytes.len() + chunk.len() > limit {
             return Err(FilesError::invalid(
-                "field_too_large",
+                ErrorCode::FieldTooLarge,
                 format!("form field {name:?} is over {limit} bytes"),
             ));
         }
         bytes.extend_from_slice(&chunk);
     }
     String::from_utf8(bytes).map_err(|_| {
-        FilesError::invalid("invalid_field", format!("form field {name:?} is not UTF-8"))
+        FilesError::invalid(
+            ErrorCode::InvalidField,
+            format!("form field {name:?} is not UTF-8"),
+        )
     })
 }

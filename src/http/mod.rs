@@ -7,16 +7,18 @@ mod form;
 pub mod idle;
 pub mod middleware;
 pub mod openapi;
+mod page_limit;
 mod quota;
 pub mod routes;
+mod state;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpRequest, HttpResponse};
 
-use crate::startup::AppState;
 use error::{extractors, ApiError};
+pub use state::AppState;
 
 /// The whole application; `main` and the tests serve the same one.
 pub fn app(

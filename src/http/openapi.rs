@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -14,6 +15,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use super::resource;
 use super::routes;
 use crate::config::Settings;
+use crate::error_code::ErrorCode;
 
 /// Paths anyone may call; every other one needs an API key.
 pub const OPEN_PATHS: &[&str] = &["/health", "/ready", "/metrics", "/openapi.json"];
@@ -40,8 +42,7 @@ struct ErrorResponse {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct ErrorDetail {
-    /// Stable, machine-readable: invalid_query, unauthenticated, forbidden,
-    /// not_found, conflict, payload_too_large, backend_unavailable, ...
+    #[schema(schema_with = error_code_schema)]
     code: String,
     /// What was wrong, for a person.
     message: String,
@@ -49,6 +50,26 @@ struct ErrorDetail {
     backend: Option<String>,
     /// With 400 invalid_events: each bad event by index and why.
     events: Option<Vec<serde_json::Value>>,
+}
+
+/// The error-code table as a string enum, its description one line per
+/// code: code, status, meaning.
+fn error_code_schema() -> Object {
+    let mut description =
+        String::from("Stable and machine-readable; one HTTP status per code:\n\n");
+    for code in ErrorCode::ALL {
+        description.push_str(&format!(
+            "- `{}` ({}): {}\n",
+            code.as_str(),
+            code.status(),
+            code.description()
+        ));
+    }
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+        .description(Some(description))
+        .build()
 }
 
 /// The whole document, built once.
@@ -235,6 +256,15 @@ impl Modify for Shared {
                     responses
                         .entry("413".into())
                         .or_insert_with(|| error("A body or value over its limit"));
+                    let takes_json = operation
+                        .request_body
+                        .as_ref()
+                        .is_some_and(|body| body.content.contains_key("application/json"));
+                    if takes_json {
+                        responses.entry("415".into()).or_insert_with(|| {
+                            error("The body is not sent as Content-Type: application/json")
+                        });
+                    }
                     responses.entry("429".into()).or_insert_with(|| {
                         error(
                             "The key's gateway rate limit is exhausted (application/problem+json)",

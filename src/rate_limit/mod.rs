@@ -25,6 +25,7 @@ use crate::auth::TenantId;
 use crate::config::{RateLimitSettings, RedisDownMode};
 use crate::metrics::Metrics;
 use crate::stores::redis::Redis;
+use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
 const GCRA: &str = include_str!("gcra.lua");
@@ -233,7 +234,7 @@ impl RateLimiter {
         let slot = slot_tag(tenant, &policy.name, key);
         let mut invocation = self.script.prepare_invoke();
         for limit in &policy.limits {
-            invocation.key(format!("sgw:rl:{{{slot}}}:{}", limit.name));
+            invocation.key(redis_keys::rate_limit(&slot, &limit.name));
         }
         invocation.arg(cost).arg(u8::from(consume));
         for limit in &policy.limits {

@@ -18,6 +18,7 @@ use crate::auth::TenantId;
 use crate::config::SessionSettings;
 use crate::metrics::Metrics;
 use crate::stores::redis::Redis;
+use crate::stores::redis_keys;
 use crate::stores::{StoreError, StoreKind};
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -427,10 +428,10 @@ impl Keys {
     }
 
     fn with_tag(tenant: &TenantId, tag: &str, secret: &str) -> Self {
-        let prefix = format!("sgw:s:{{{tag}}}:{tenant}:");
+        let prefix = redis_keys::session_prefix(tag, tenant.as_str());
         Self {
             session: format!("{prefix}{secret}"),
-            index: format!("sgw:su:{{{tag}}}:{tenant}"),
+            index: redis_keys::user_sessions(tag, tenant.as_str()),
             prefix,
         }
     }

@@ -12,12 +12,13 @@
 use super::id::SessionId;
 use super::{Keys, SessionError, Sessions};
 use crate::auth::TenantId;
+use crate::stores::redis_keys;
 
 /// Oldest entries checked for ended sessions when the budget is spent.
 const SWEEP_ENTRIES: isize = 32;
 
 fn index_key(tenant: &TenantId) -> String {
-    format!("sgw:st:{{{tenant}}}")
+    redis_keys::tenant_sessions(tenant.as_str())
 }
 
 impl Sessions {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use storage_gateway::auth::{Scope, TenantId};
 use storage_gateway::config::Settings;
-use storage_gateway::startup::{AppState, Application};
+use storage_gateway::http::AppState;
+use storage_gateway::startup::Application;
 
 pub struct TestApp {
     pub base: String,
@@ -58,13 +59,13 @@ macro_rules! in_both_redis_modes {
         mod single {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(super::common::RedisMode::Single).await
+                super::$name($crate::common::RedisMode::Single).await
             })*
         }
         mod cluster {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(super::common::RedisMode::Cluster).await
+                super::$name($crate::common::RedisMode::Cluster).await
             })*
         }
     };

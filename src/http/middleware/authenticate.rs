@@ -11,8 +11,8 @@ use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 
 use crate::auth::{AuthError, Principal, Scope};
 use crate::http::error::ApiError;
+use crate::http::AppState;
 use crate::links::{LinkError, LinkGrant};
-use crate::startup::AppState;
 
 pub async fn authenticate(
     req: ServiceRequest,

@@ -11,8 +11,8 @@ use actix_web::{web, Error, HttpMessage};
 use crate::analytics::RequestRow;
 use crate::auth::Principal;
 use crate::http::route_template;
+use crate::http::AppState;
 use crate::metrics::method_label;
-use crate::startup::AppState;
 
 pub async fn http_metrics(
     req: ServiceRequest,

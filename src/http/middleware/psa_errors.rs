@@ -3,6 +3,7 @@
 //! (authentication, rate limit, routing, the handler). Headers such as
 //! Retry-After and WWW-Authenticate are kept.
 
+use crate::error_code::ErrorCode;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -54,7 +55,7 @@ pub async fn psa_errors(
 /// in capitals.
 fn reason(status: StatusCode, code: &str) -> String {
     match (status.as_u16(), code) {
-        (_, "insufficient_funds") => "INSUFFICIENT_FUNDS".into(),
+        (_, code) if code == ErrorCode::InsufficientFunds.as_str() => "INSUFFICIENT_FUNDS".into(),
         (400, _) => "BAD_REQUEST".into(),
         (401, _) => "UNAUTHORIZED".into(),
         (404, _) => "NOT_FOUND".into(),

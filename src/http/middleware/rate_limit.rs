@@ -9,7 +9,7 @@ use actix_web::{web, Error, HttpMessage};
 
 use crate::auth::Principal;
 use crate::http::error::ApiError;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 pub async fn rate_limit(
     req: ServiceRequest,

@@ -6,9 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::auth::{Principal, Scope};
 use crate::dashboards::{DashboardQuery, RawQuery, Report};
+use crate::error_code::ErrorCode;
 use crate::http::error::ApiError;
+use crate::http::AppState;
 use crate::http::{idle, resource};
-use crate::startup::AppState;
 use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,7 +71,7 @@ async fn dashboard(
         time::OffsetDateTime::now_utc(),
         state.dashboards.settings(),
     )
-    .map_err(|message| ApiError::bad_request("invalid_query", message))?;
+    .map_err(|message| ApiError::bad_request(ErrorCode::InvalidQuery, message))?;
     let answer = state.dashboards.answer(&principal.tenant, query).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

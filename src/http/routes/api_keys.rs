@@ -5,9 +5,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use crate::auth::{ApiKeyInfo, Principal, Scope};
+use crate::error_code::ErrorCode;
 use crate::http::error::ApiError;
 use crate::http::resource;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Bound on a key's display name.
 pub(crate) const MAX_NAME_CHARS: usize = 200;
@@ -73,18 +74,18 @@ async fn create_key(
     let body = body.into_inner();
     if body.name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("name is longer than {MAX_NAME_CHARS} characters"),
         ));
     }
     if body.scopes.is_empty() {
         return Err(ApiError::bad_request(
-            "invalid_scopes",
+            ErrorCode::InvalidScopes,
             "scopes must not be empty",
         ));
     }
     let scopes = Scope::parse_list(&body.scopes.join(","))
-        .map_err(|e| ApiError::bad_request("invalid_scopes", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidScopes, e.to_string()))?;
     let issued = state
         .api_keys
         .create(&principal.tenant, &scopes, &body.name)

@@ -8,7 +8,7 @@ use crate::auth::{Principal, Scope};
 use crate::config::CacheSettings;
 use crate::http::error::{extractors, ApiError};
 use crate::http::resource;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Room in a set's body for the key and the JSON around the value.
 const SET_BODY_OVERHEAD_BYTES: usize = 4096;

@@ -10,11 +10,14 @@ use uuid::Uuid;
 use crate::auth::{Principal, Scope};
 use crate::challenges::leaderboard::Standing;
 use crate::challenges::{Challenges, LeaderboardSource, SubmissionInput};
-use crate::files::ContentId;
+use crate::error_code::ErrorCode;
+use crate::files::{ContentId, FilesError};
 use crate::http::error::{extractors, ApiError};
 use crate::http::form::{is_multipart, next_part, text_field};
+use crate::http::page_limit::page_limit;
 use crate::http::resource;
-use crate::startup::AppState;
+use crate::http::AppState;
+use crate::rfc3339;
 use crate::stores::postgres::{ChallengeRow, NewChallenge, NewUser, SubmissionRow, UserRow};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_submission_bytes: usize) {
@@ -157,11 +160,10 @@ async fn submit_form(
     payload: impl futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
         + 'static,
 ) -> Result<SubmissionRow, ApiError> {
-    let tenant = &principal.tenant;
     let mut form = Multipart::new(req.headers(), payload);
     let expected = |what: &str| {
-        ApiError::bad_request(
-            "invalid_multipart",
+        FilesError::invalid(
+            ErrorCode::InvalidMultipart,
             format!("expected {what}; a submission form is a \"submission\" part, then an optional \"output\" part"),
         )
     };
@@ -171,37 +173,30 @@ async fn submit_form(
             .await?
             .ok_or_else(|| expected("a \"submission\" part"))?;
         if field.name() != Some("submission") {
-            return Err(expected("the \"submission\" part first"));
+            return Err(expected("the \"submission\" part first").into());
         }
         text_field(&mut field, challenges.settings().max_submission_bytes).await?
     };
-    let input: SubmissionInput = serde_json::from_str(&text)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the submission part: {e}")))?;
+    let input: SubmissionInput = serde_json::from_str(&text).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidJson, format!("the submission part: {e}"))
+    })?;
     if input.output.is_some() {
-        return Err(expected("the output in the \"output\" part only"));
+        return Err(expected("the output in the \"output\" part only").into());
     }
-    challenges.check(tenant, challenge_id, &input).await?;
-    let id = Uuid::new_v4();
-    let output = match next_part(&mut form).await? {
-        None => None,
-        Some(field) if field.name() == Some("output") => Some(
-            challenges
-                .store_output(tenant, challenge_id, id, input.user_id, field)
-                .await?,
-        ),
-        Some(_) => return Err(expected("an \"output\" part after the submission")),
-    };
-    let extra = next_part(&mut form).await;
-    if !matches!(extra, Ok(None)) {
-        if let Some(output) = &output {
-            challenges.discard_output(tenant, output).await;
-        }
-        extra?;
-        return Err(expected("nothing after the \"output\" part"));
-    }
-    Ok(challenges
-        .record(tenant, challenge_id, id, input, output)
-        .await?)
+    let submission = challenges
+        .submit_streamed(&principal.tenant, challenge_id, input, async |sink| {
+            match next_part(&mut form).await? {
+                None => return Ok(()),
+                Some(field) if field.name() == Some("output") => sink.store(field).await?,
+                Some(_) => return Err(expected("an \"output\" part after the submission").into()),
+            }
+            match next_part(&mut form).await? {
+                None => Ok(()),
+                Some(_) => Err(expected("nothing after the \"output\" part").into()),
+            }
+        })
+        .await?;
+    Ok(submission)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -219,16 +214,12 @@ async fn leaderboard(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Challenges)?;
     let settings = state.challenges.settings();
-    let limit = query.limit.unwrap_or(settings.leaderboard_default_limit);
-    if limit == 0 || limit > settings.leaderboard_max_limit {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!(
-                "limit must be 1 to {} (challenges.leaderboard_max_limit)",
-                settings.leaderboard_max_limit
-            ),
-        ));
-    }
+    let limit = page_limit(
+        query.limit,
+        settings.leaderboard_default_limit,
+        settings.leaderboard_max_limit,
+        "challenges.leaderboard_max_limit",
+    )?;
     let (standing, source) = state
         .challenges
         .leaderboard(&principal.tenant, *id, limit)
@@ -289,7 +280,7 @@ fn user_json(user: &UserRow) -> UserResponse {
         external_id: user.external_id.clone(),
         display_name: user.display_name.clone(),
         email: user.email.clone(),
-        created_at: rfc3339(user.created_at),
+        created_at: rfc3339::format(user.created_at),
     }
 }
 
@@ -312,7 +303,7 @@ fn challenge_json(challenge: &ChallengeRow) -> ChallengeResponse {
         title: challenge.title.clone(),
         description: challenge.description.clone(),
         difficulty: challenge.difficulty.clone(),
-        created_at: rfc3339(challenge.created_at),
+        created_at: rfc3339::format(challenge.created_at),
     }
 }
 
@@ -370,7 +361,7 @@ fn submission_json(submission: &SubmissionRow) -> SubmissionResponse {
         score: submission.score,
         runtime_ms: submission.runtime_ms,
         output,
-        created_at: rfc3339(submission.created_at),
+        created_at: rfc3339::format(submission.created_at),
     }
 }
 
@@ -415,11 +406,6 @@ fn leaderboard_json(
             LeaderboardSource::Postgres => "postgres",
         },
     }
-}
-
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// This module's part of the OpenAPI document.

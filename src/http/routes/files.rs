@@ -6,22 +6,24 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::time::Duration;
 
 use crate::auth::{Principal, Scope};
-use crate::config::FilesSettings;
+use crate::error_code::ErrorCode;
+use crate::files::upload_request::{common_folder, relative_path, upload_details, UploadFields};
 use crate::files::verifiable::VerifiableRequest;
 use crate::files::{
-    requested_range, ContentId, ContentSink, DirectoryEntry, FilesError, PathEntry, RangeError,
-    ReceivedContent, UploadDetails,
+    requested_range, ContentId, ContentSink, DirectoryEntry, FilesError, PathEntry, PinWait,
+    RangeError, ReceivedContent,
 };
 use crate::http::error::ApiError;
 use crate::http::form::{is_multipart, next_part, text_field};
 use crate::http::idle;
+use crate::http::page_limit::page_limit;
 use crate::http::resource;
+use crate::http::AppState;
 use crate::links::LinkGrant;
-use crate::startup::AppState;
+use crate::rfc3339;
 use crate::stores::cluster::PinStatus;
 use crate::stores::postgres::FileRow;
 
@@ -69,17 +71,6 @@ struct UploadQuery {
     replication_max: Option<i32>,
 }
 
-/// Fields of an upload, from the query string or the multipart form.
-#[derive(Default)]
-pub(super) struct UploadFields {
-    pub name: Option<String>,
-    pub owner: Option<String>,
-    pub metadata: Option<String>,
-    pub replication_min: Option<i32>,
-    pub replication_max: Option<i32>,
-    pub declared_type: Option<String>,
-}
-
 #[utoipa::path(post, path = "/files/upload", tag = "files", summary = "Upload a file: multipart (file part and fields), a raw body with ?name=, or its DAG as a CAR", params(UploadQuery), request_body(description = "The file: a raw body, multipart/form-data with a file part and name, owner, metadata, replication_min, replication_max fields, or application/vnd.ipld.car (one root, every block under it)", content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data"), (Vec<u8> = "application/vnd.ipld.car"))), responses((status = 201, description = "Stored and pinned (or pinning)", body = FileResponse), (status = 202, description = "Stored; with ?wait=pinned, the wait ran out before replication_min peers held the pin", body = FileResponse), (status = 408, description = "The upload took longer than files.pending_expiry_secs (upload_expired)"), (status = 415, description = "A content type outside files.allowed_content_types"), (status = 422, description = "A CAR that does not read (invalid_car), names no root or several, or lacks a block under its root (incomplete_car)")))]
 async fn upload(
     principal: Principal,
@@ -91,16 +82,7 @@ async fn upload(
     principal.require(Scope::FilesWrite)?;
     let files = &state.files;
     let query = query.into_inner();
-    let wait_for_pin = match query.wait.as_deref() {
-        None => false,
-        Some("pinned") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_wait",
-                format!("wait={other:?} is not known; the only value is wait=pinned"),
-            ))
-        }
-    };
+    let wait = PinWait::parse(query.wait.as_deref())?;
     let fields = UploadFields {
         name: query.name,
         owner: query.owner,
@@ -117,8 +99,8 @@ async fn upload(
         .and_then(|v| v.parse::<u64>().ok());
     let idle = Duration::from_secs(state.settings.server.idle_timeout_secs);
     let payload = idle::request_body(payload, idle);
-    let stored = files
-        .upload(&principal.tenant, expected_bytes, |sink| async move {
+    let uploaded = files
+        .upload_and_pin(&principal.tenant, expected_bytes, wait, |sink| async move {
             let mut fields = fields;
             let content = if is_multipart(&req) {
                 receive_form(&sink, &req, payload, &mut fields).await?
@@ -131,24 +113,15 @@ async fn upload(
             Ok((content, upload_details(sink.settings(), fields)?))
         })
         .await?;
-    let row = stored.file;
-    state.analytics.file_uploaded(&row);
-    let cid = ContentId::parse(&row.cid).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (mut row, mut status) = (row, StatusCode::CREATED);
-    let pin = if wait_for_pin {
-        let (pin, reached) = files.wait_until_pinned(&cid, row.replication_min).await?;
-        if reached {
-            row.pin_state = "pinned".to_owned();
-        } else {
-            status = StatusCode::ACCEPTED;
-        }
-        Some(pin)
+    let status = if uploaded.still_pinning {
+        StatusCode::ACCEPTED
     } else {
-        files.pin_status(&cid).await.ok()
+        StatusCode::CREATED
     };
+    let file = &uploaded.file;
     Ok(HttpResponse::build(status)
-        .insert_header((header::LOCATION, format!("/files/{}", row.cid)))
-        .json(file_json(&row, &state, pin.as_ref())))
+        .insert_header((header::LOCATION, format!("/files/{}", file.cid)))
+        .json(file_json(file, &state, uploaded.pin.as_ref())))
 }
 
 /// A CAR upload: the body is the file's DAG as blocks.
@@ -189,7 +162,7 @@ async fn receive_form(
             "file" => {
                 if parts.len() >= max_files {
                     return Err(FilesError::invalid(
-                        "too_many_files",
+                        ErrorCode::TooManyFiles,
                         format!("a directory upload holds at most {max_files} files"),
                     ));
                 }
@@ -227,7 +200,7 @@ async fn receive_form(
             }
             other => {
                 return Err(FilesError::invalid(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!(
                         "unknown form field {other:?}; expected file, name, owner, metadata, \
                          replication_min, replication_max"
@@ -238,7 +211,7 @@ async fn receive_form(
     }
     match parts.len() {
         0 => Err(FilesError::invalid(
-            "invalid_multipart",
+            ErrorCode::InvalidMultipart,
             "the form has no part named \"file\"",
         )),
         1 if !parts[0].0.as_deref().unwrap_or("").contains('/') => {
@@ -254,7 +227,7 @@ async fn receive_form(
             for (filename, mut entry) in parts {
                 let filename = filename.ok_or_else(|| {
                     FilesError::invalid(
-                        "invalid_path",
+                        ErrorCode::InvalidPath,
                         "each file of a directory upload needs a filename: its path in the directory",
                     )
                 })?;
@@ -269,155 +242,14 @@ async fn receive_form(
     }
 }
 
-/// Longest path of a file in a directory upload, and most folders deep.
-const MAX_PATH_BYTES: usize = 4096;
-const MAX_PATH_DEPTH: usize = 64;
-
-/// A file's path in a directory upload: relative, of non-empty segments of
-/// at most 255 bytes, none `.` or `..`, no control characters.
-fn relative_path(filename: &str) -> Result<Vec<String>, FilesError> {
-    let invalid =
-        |why: &str| FilesError::invalid("invalid_path", format!("file path {filename:?} {why}"));
-    if filename.len() > MAX_PATH_BYTES {
-        return Err(invalid("is longer than 4096 bytes"));
-    }
-    if filename.chars().any(char::is_control) {
-        return Err(invalid("holds a control character"));
-    }
-    let segments: Vec<String> = filename.split('/').map(str::to_owned).collect();
-    if segments.len() > MAX_PATH_DEPTH {
-        return Err(invalid("is more than 64 folders deep"));
-    }
-    if segments.iter().any(|s| s.is_empty()) {
-        return Err(invalid("is not relative, or has an empty segment"));
-    }
-    if segments.iter().any(|s| s == "." || s == "..") {
-        return Err(invalid("has a . or .. segment"));
-    }
-    if segments.iter().any(|s| s.len() > 255) {
-        return Err(invalid("has a name longer than 255 bytes"));
-    }
-    Ok(segments)
-}
-
-/// The folder every file of a directory upload is in, when there is one:
-/// the directory's name when the form names none.
-fn common_folder(entries: &[DirectoryEntry]) -> Option<String> {
-    let first = entries.first()?.path.first()?;
-    entries
-        .iter()
-        .all(|e| e.path.len() > 1 && e.path.first() == Some(first))
-        .then(|| first.clone())
-}
-
 async fn number_field(field: &mut Field, name: &str) -> Result<i32, FilesError> {
     let text = text_field(field, 16).await?;
     text.trim().parse().map_err(|_| {
         FilesError::invalid(
-            "invalid_replication",
+            ErrorCode::InvalidReplication,
             format!("{name} must be a whole number"),
         )
     })
-}
-
-/// Checks what the caller said about the upload against the limits.
-pub(super) fn upload_details(
-    settings: &FilesSettings,
-    fields: UploadFields,
-) -> Result<UploadDetails, FilesError> {
-    let name = fields.name.ok_or_else(|| {
-        FilesError::invalid(
-            "missing_name",
-            "a file name is required: the name query parameter, a name field, or the file part's filename",
-        )
-    })?;
-    if name.is_empty() || name.chars().count() > settings.max_name_chars {
-        return Err(FilesError::invalid(
-            "invalid_name",
-            format!(
-                "the file name must have 1 to {} characters",
-                settings.max_name_chars
-            ),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(FilesError::invalid(
-            "invalid_name",
-            "the file name must not contain control characters",
-        ));
-    }
-    if let Some(owner) = &fields.owner {
-        if owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
-            return Err(FilesError::invalid(
-                "invalid_owner",
-                "owner must have 1 to 256 bytes and no control characters",
-            ));
-        }
-    }
-    let metadata = match fields.metadata {
-        None => json!({}),
-        Some(text) => {
-            if text.len() > settings.max_metadata_bytes {
-                return Err(FilesError::invalid(
-                    "invalid_metadata",
-                    format!("metadata is over {} bytes", settings.max_metadata_bytes),
-                ));
-            }
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                FilesError::invalid("invalid_metadata", format!("metadata is not JSON: {e}"))
-            })?;
-            if !value.is_object() {
-                return Err(FilesError::invalid(
-                    "invalid_metadata",
-                    "metadata must be a JSON object",
-                ));
-            }
-            if holds_nul(&value) {
-                return Err(FilesError::invalid(
-                    "invalid_metadata",
-                    "metadata must not contain NUL characters (\\u0000), in keys or values",
-                ));
-            }
-            value
-        }
-    };
-    let replication_min = fields.replication_min.unwrap_or(settings.replication_min);
-    let replication_max = fields
-        .replication_max
-        .unwrap_or(settings.replication_max.max(replication_min));
-    if replication_min < 1
-        || replication_max < replication_min
-        || replication_max > settings.replication_max_allowed
-    {
-        return Err(FilesError::invalid(
-            "invalid_replication",
-            format!(
-                "replication needs 1 <= replication_min <= replication_max <= {}",
-                settings.replication_max_allowed
-            ),
-        ));
-    }
-    Ok(UploadDetails {
-        name,
-        owner: fields.owner,
-        declared_type: fields.declared_type,
-        metadata,
-        replication_min,
-        replication_max,
-    })
-}
-
-/// Whether a NUL appears in any string of `value`, keys included:
-/// Postgres's JSON type cannot hold one.
-fn holds_nul(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(text) => text.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(holds_nul),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
-        _ => false,
-    }
 }
 
 /// A stored file as callers see it.
@@ -481,8 +313,8 @@ fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> FileRe
         metadata: row.metadata.clone(),
         url: format!("{gateway}/ipfs/{}", row.cid),
         download_url: format!("/files/{}/download", row.cid),
-        created_at: rfc3339(row.created_at),
-        updated_at: rfc3339(row.updated_at),
+        created_at: rfc3339::format(row.created_at),
+        updated_at: rfc3339::format(row.updated_at),
         pin: PinResponse {
             status: row.pin_state.clone(),
             replication_min: row.replication_min,
@@ -492,11 +324,6 @@ fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> FileRe
             peers: pin.map(|p| p.peers.clone()),
         },
     }
-}
-
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A path's CID. Text that is no CID names no file: 404, saying why.
@@ -534,13 +361,12 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::FilesRead)?;
     let settings = state.files.settings();
-    let limit = query.limit.unwrap_or(settings.list_default_limit);
-    if !(1..=settings.list_max_limit).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {}", settings.list_max_limit),
-        ));
-    }
+    let limit = page_limit(
+        query.limit,
+        settings.list_default_limit,
+        settings.list_max_limit,
+        "files.list_max_limit",
+    )?;
     let after = query.cursor.as_deref().map(cursor::decode).transpose()?;
     let page = state
         .files
@@ -562,6 +388,7 @@ mod cursor {
     use time::OffsetDateTime;
     use uuid::Uuid;
 
+    use crate::error_code::ErrorCode;
     use crate::http::error::ApiError;
 
     pub fn encode(at: OffsetDateTime, id: Uuid) -> String {
@@ -569,8 +396,12 @@ mod cursor {
     }
 
     pub fn decode(cursor: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
-        let invalid =
-            || ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out");
+        let invalid = || {
+            ApiError::bad_request(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this API gave out",
+            )
+        };
         let text = String::from_utf8(hex::decode(cursor).map_err(|_| invalid())?)
             .map_err(|_| invalid())?;
         let (nanos, id) = text.split_once(':').ok_or_else(invalid)?;
@@ -666,19 +497,24 @@ async fn send_bytes(
         None => None,
         Some(Err(_)) => {
             return Err(ApiError::bad_request(
-                "invalid_range",
+                ErrorCode::InvalidRange,
                 RangeError::Malformed.to_string(),
             ))
         }
         Some(Ok(value)) => match requested_range(value, size) {
             Ok(range) => Some(range),
             Err(RangeError::Unsatisfiable(size)) => {
-                return Ok(HttpResponse::RangeNotSatisfiable()
-                    .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-                    .json(json!({"error": {"code": "range_not_satisfiable",
-                        "message": RangeError::Unsatisfiable(size).to_string()}})));
+                return Err(ApiError::RangeNotSatisfiable {
+                    size,
+                    message: RangeError::Unsatisfiable(size).to_string(),
+                })
             }
-            Err(other) => return Err(ApiError::bad_request("invalid_range", other.to_string())),
+            Err(other) => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidRange,
+                    other.to_string(),
+                ))
+            }
         },
     };
     let length = match range {
@@ -875,7 +711,7 @@ async fn ipfs_answer(
         || path.chars().any(char::is_control)
     {
         return Err(ApiError::bad_request(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             "a path under a CID has no . or .. segments and no control characters",
         ));
     }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::Scope;
 use crate::http::middleware::authenticate::presented_key;
 use crate::http::resource;
-use crate::startup::AppState;
+use crate::http::AppState;
 use crate::stores::{HealthDetail, StoreError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

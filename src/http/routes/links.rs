@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::auth::{Principal, Scope};
+use crate::error_code::ErrorCode;
 use crate::files::ContentId;
 use crate::http::error::ApiError;
 use crate::http::resource;
+use crate::http::AppState;
 use crate::links::{LinkError, LinkGrant};
-use crate::startup::AppState;
+use crate::rfc3339;
 
 /// Most content types one upload link may list.
 const MAX_CONTENT_TYPES: usize = 32;
@@ -39,16 +41,6 @@ pub fn link_error(error: LinkError) -> ApiError {
         LinkError::NotConfigured => ApiError::NotImplemented(error.to_string()),
         other => ApiError::LinkRefused(other.to_string()),
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -88,7 +80,7 @@ async fn download_link(
     let expires = state
         .links
         .expiry(now, request.expires_in_secs)
-        .map_err(|message| ApiError::bad_request("invalid_expiry", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidExpiry, message))?;
     let path = format!("/files/{cid}/download");
     let grant = LinkGrant {
         methods: "GET".into(),
@@ -104,7 +96,7 @@ async fn download_link(
     Ok(HttpResponse::Created().json(LinkResponse {
         url: format!("{}{path}?{query}", public_base(&state, &req)),
         method: "GET".into(),
-        expires_at: rfc3339(expires),
+        expires_at: rfc3339::from_unix(expires),
     }))
 }
 
@@ -154,7 +146,7 @@ async fn upload_link(
     let max_bytes = request.max_bytes.unwrap_or(max_upload);
     if max_bytes > max_upload {
         return Err(ApiError::bad_request(
-            "invalid_max_bytes",
+            ErrorCode::InvalidMaxBytes,
             format!("max_bytes must be at most files.max_upload_bytes, {max_upload}"),
         ));
     }
@@ -162,14 +154,14 @@ async fn upload_link(
         if owner.is_empty() || owner.len() > MAX_OWNER_BYTES || owner.chars().any(char::is_control)
         {
             return Err(ApiError::bad_request(
-                "invalid_owner",
+                ErrorCode::InvalidOwner,
                 "owner must have 1 to 256 bytes and no control characters",
             ));
         }
     }
     if request.content_types.len() > MAX_CONTENT_TYPES {
         return Err(ApiError::bad_request(
-            "invalid_content_types",
+            ErrorCode::InvalidContentTypes,
             format!("at most {MAX_CONTENT_TYPES} content types"),
         ));
     }
@@ -181,7 +173,7 @@ async fn upload_link(
             .filter(|m| m.params().next().is_none());
         let Some(parsed) = parsed else {
             return Err(ApiError::bad_request(
-                "invalid_content_types",
+                ErrorCode::InvalidContentTypes,
                 format!("{raw:?} is not a content type such as image/png"),
             ));
         };
@@ -191,7 +183,7 @@ async fn upload_link(
     let expires = state
         .links
         .expiry(now, request.expires_in_secs)
-        .map_err(|message| ApiError::bad_request("invalid_expiry", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidExpiry, message))?;
     let grant = LinkGrant {
         methods: "POST".into(),
         path: "/files/tus".into(),
@@ -206,7 +198,7 @@ async fn upload_link(
     Ok(HttpResponse::Created().json(UploadLinkResponse {
         url: format!("{}/files/tus?{query}", public_base(&state, &req)),
         method: "POST".into(),
-        expires_at: rfc3339(expires),
+        expires_at: rfc3339::from_unix(expires),
         max_bytes,
         content_types,
         owner: request.owner,

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 
 use crate::http::resource;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/metrics").route(web::get().to(metrics)));

@@ -10,11 +10,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Scope};
+use crate::error_code::ErrorCode;
 use crate::files::pins::{PinProgress, PinSpec, TrackedPin};
 use crate::files::ContentId;
 use crate::http::error::ApiError;
 use crate::http::resource;
-use crate::startup::AppState;
+use crate::http::AppState;
 use crate::stores::postgres::{NameMatch, PinFilter};
 
 /// Most CIDs one listing may name, as the specification bounds them.
@@ -146,7 +147,7 @@ fn answer(pin: TrackedPin, delegates: &[String]) -> PinStatusAnswer {
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_pin_request", message)
+    ApiError::bad_request(ErrorCode::InvalidPinRequest, message)
 }
 
 /// A request id of the path; text that is no UUID names no request (404).

@@ -7,8 +7,8 @@ use crate::auth::{Principal, Scope};
 use crate::http::error::ApiError;
 use crate::http::quota::{self, RateLimitAnswer};
 use crate::http::resource;
+use crate::http::AppState;
 use crate::rate_limit::Decision;
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/rate-limit/check").route(web::post().to(check)))

@@ -7,10 +7,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{Principal, Scope};
+use crate::error_code::ErrorCode;
 use crate::http::error::ApiError;
 use crate::http::resource;
+use crate::http::AppState;
 use crate::sessions::{Expected, Session};
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/session/create").route(web::post().to(create)))
@@ -201,7 +202,7 @@ fn expected_version(req: &HttpRequest) -> Result<Expected, ApiError> {
     };
     let malformed = || {
         ApiError::bad_request(
-            "invalid_if_match",
+            ErrorCode::InvalidIfMatch,
             "If-Match must be one strong ETag such as \"3\", or *",
         )
     };

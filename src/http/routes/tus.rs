@@ -13,16 +13,16 @@ use base64::Engine;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::files::{upload_details, UploadFields};
 use super::links::{link_error, public_base};
 use crate::auth::{Principal, Scope};
+use crate::error_code::ErrorCode;
 use crate::files::tus::{TusCreation, TusPatch, TusUpload};
-use crate::files::ContentId;
+use crate::files::upload_request::{upload_details, UploadFields};
 use crate::http::error::ApiError;
 use crate::http::idle;
 use crate::http::resource;
+use crate::http::AppState;
 use crate::links::LinkGrant;
-use crate::startup::AppState;
 
 const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str =
@@ -102,7 +102,7 @@ fn number_header(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>,
         .map(Some)
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_tus_header",
+                ErrorCode::InvalidTusHeader,
                 format!("{name} must be a non-negative whole number"),
             )
         })
@@ -151,7 +151,7 @@ fn fields_from_metadata(pairs: Vec<(String, String)>) -> Result<(UploadFields, b
     let replication = |name: &str, value: &str| {
         value.trim().parse::<i32>().map_err(|_| {
             ApiError::bad_request(
-                "invalid_replication",
+                ErrorCode::InvalidReplication,
                 format!("{name} must be a whole number"),
             )
         })
@@ -172,7 +172,7 @@ fn fields_from_metadata(pairs: Vec<(String, String)>) -> Result<(UploadFields, b
             "wait" if value == "pinned" => wait = true,
             "wait" => {
                 return Err(ApiError::bad_request(
-                    "invalid_wait",
+                    ErrorCode::InvalidWait,
                     format!("wait={value:?} is not known; the only value is pinned"),
                 ))
             }
@@ -188,7 +188,7 @@ fn fields_from_metadata(pairs: Vec<(String, String)>) -> Result<(UploadFields, b
                 Ok(serde_json::Value::Object(object)) => object,
                 _ => {
                     return Err(ApiError::bad_request(
-                        "invalid_metadata",
+                        ErrorCode::InvalidMetadata,
                         "metadata must be a JSON object",
                     ))
                 }
@@ -273,23 +273,23 @@ async fn create(
         Some(b"1") => true,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_tus_header",
+                ErrorCode::InvalidTusHeader,
                 "Upload-Defer-Length must be 1",
             ))
         }
     };
     if length.is_some() == deferred {
         return Err(ApiError::bad_request(
-            "invalid_tus_header",
+            ErrorCode::InvalidTusHeader,
             "send exactly one of Upload-Length and Upload-Defer-Length: 1",
         ));
     }
     let pairs = match headers.get("Upload-Metadata") {
         None => Vec::new(),
         Some(value) => parse_metadata(value.to_str().map_err(|_| {
-            ApiError::bad_request("invalid_metadata", "Upload-Metadata is not ASCII")
+            ApiError::bad_request(ErrorCode::InvalidMetadata, "Upload-Metadata is not ASCII")
         })?)
-        .map_err(|message| ApiError::bad_request("invalid_metadata", message))?,
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidMetadata, message))?,
     };
     let (mut fields, wait_for_pin) = fields_from_metadata(pairs)?;
     if let Some(grant) = &grant {
@@ -339,7 +339,8 @@ fn checksum(headers: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
     let Some(value) = headers.get("Upload-Checksum") else {
         return Ok(None);
     };
-    let invalid = |message: &str| ApiError::bad_request("invalid_checksum", message.to_owned());
+    let invalid =
+        |message: &str| ApiError::bad_request(ErrorCode::InvalidChecksum, message.to_owned());
     let text = value
         .to_str()
         .map_err(|_| invalid("Upload-Checksum is not ASCII"))?;
@@ -376,17 +377,6 @@ async fn receive(
         .files
         .tus_append(&principal.tenant, id, patch, body)
         .await?;
-    if let Some(stored) = &appended.stored {
-        state.analytics.file_uploaded(&stored.file);
-        if appended.upload.details.wait_for_pin {
-            let cid = ContentId::parse(&stored.file.cid)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            state
-                .files
-                .wait_until_pinned(&cid, stored.file.replication_min)
-                .await?;
-        }
-    }
     Ok(appended.upload)
 }
 
@@ -424,8 +414,9 @@ async fn append(
             "a PATCH carries Content-Type: {PART_TYPE}"
         )));
     }
-    let offset = number_header(headers, "Upload-Offset")?
-        .ok_or_else(|| ApiError::bad_request("invalid_tus_header", "Upload-Offset is required"))?;
+    let offset = number_header(headers, "Upload-Offset")?.ok_or_else(|| {
+        ApiError::bad_request(ErrorCode::InvalidTusHeader, "Upload-Offset is required")
+    })?;
     let patch = TusPatch {
         offset,
         length: number_header(headers, "Upload-Length")?,

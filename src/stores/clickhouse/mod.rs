@@ -83,9 +83,11 @@ impl ClickHouse {
     }
 
     /// Drops the analytics database; only tests that made their own use it.
+    /// A schema statement, so it has the schema's bound: dropping a database
+    /// with its views takes seconds on a busy server.
     pub async fn drop_database(&self) -> Result<(), StoreError> {
         self.guard
-            .run("drop_database", async {
+            .run_within("drop_database", schema::STATEMENT_TIMEOUT, async {
                 self.server
                     .query(&format!("DROP DATABASE IF EXISTS {}", self.database))
                     .execute()

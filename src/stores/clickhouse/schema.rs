@@ -30,7 +30,7 @@ const MIN_VERSION_MARK: &str = "-- min_server_version:";
 /// Bound on each schema statement. A statement that fills a new table from
 /// the events already stored (once, on the first start after an upgrade)
 /// takes as long as reading them; the request timeout would cut it short.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one start-up did to the ClickHouse schema.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -155,13 +155,8 @@ impl Postgres {
         wanted: u64,
         quota: Option<u64>,
     ) -> Result<Option<Reservation>, StoreError> {
-        let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
+        let tx = self.step("begin", client.transaction()).await?;
         let (reserved, used) = match quota {
             None => (wanted, 0),
             Some(quota) => {
@@ -179,18 +174,16 @@ impl Postgres {
         } else {
             0
         };
-        g.run("insert_pending_file", async {
+        self.step(
+            "insert_pending_file",
             tx.execute(
                 "INSERT INTO file_metadata (id, tenant_id, name, reserved_bytes) \
                  VALUES ($1, $2, '', $3)",
                 &[&id, &tenant_id, &reserved_sql],
-            )
-            .await
-            .map_err(query_error)
-        })
+            ),
+        )
         .await?;
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(Some(Reservation { id, reserved, used }))
     }
 
@@ -242,13 +235,8 @@ impl Postgres {
         id: Uuid,
         content: FileContent<'_>,
     ) -> Result<Option<BlobClaim>, StoreError> {
-        let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
+        let tx = self.step("begin", client.transaction()).await?;
         let pin_state = self
             .claim_blob_reference(
                 &tx,
@@ -257,8 +245,9 @@ impl Postgres {
                 (content.replication_min, content.replication_max),
             )
             .await?;
-        let claimed = g
-            .run("claim_for_pending_file", async {
+        let claimed = self
+            .step(
+                "claim_for_pending_file",
                 tx.execute(
                     "UPDATE file_metadata SET cid = $2, size_bytes = $3, sha256 = $4, kind = $5 \
                      WHERE id = $1 AND state = 'writing' AND cid IS NULL",
@@ -269,16 +258,13 @@ impl Postgres {
                         &content.sha256,
                         &content.kind,
                     ],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
         if claimed == 0 {
             return Ok(None);
         }
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(Some(BlobClaim {
             needs_pin: pin_state != "pinned",
         }))
@@ -296,30 +282,24 @@ impl Postgres {
     ) -> Result<FileRow, StoreError> {
         let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
-        g.run("lock_blob", async {
+        let tx = self.step("begin", client.transaction()).await?;
+        self.step(
+            "lock_blob",
             tx.query_one(
                 "SELECT ref_count FROM ipfs_blobs WHERE cid = $1 FOR UPDATE",
                 &[&cid],
-            )
-            .await
-            .map_err(query_error)
-        })
+            ),
+        )
         .await?;
-        let pending = g
-            .run("read_pending_file", async {
+        let pending = self
+            .step(
+                "read_pending_file",
                 tx.query_opt(
                     "SELECT tenant_id FROM file_metadata \
                      WHERE id = $1 AND state = 'writing' AND cid = $2 FOR UPDATE",
                     &[&id, &cid],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?
             .ok_or_else(|| {
                 StoreError::failed(
@@ -328,16 +308,15 @@ impl Postgres {
                 )
             })?;
         let tenant_id: String = pending.get("tenant_id");
-        let existing = g
-            .run("find_tenant_file", async {
+        let existing = self
+            .step(
+                "find_tenant_file",
                 tx.query_opt(
                     "SELECT id FROM file_metadata WHERE tenant_id = $1 AND cid = $2 \
                      AND state = 'committed' AND kind <> 'pin' FOR UPDATE",
                     &[&tenant_id, &cid],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
         let committed_id: Uuid = match existing {
             Some(row) => {
@@ -358,20 +337,20 @@ impl Postgres {
                 row.get(0)
             }
             None => {
-                g.run("commit_pending_file", async {
+                self.step(
+                    "commit_pending_file",
                     tx.execute(
                         "UPDATE file_metadata SET state = 'committed', reserved_bytes = 0 \
                          WHERE id = $1",
                         &[&id],
-                    )
-                    .await
-                    .map_err(query_error)
-                })
+                    ),
+                )
                 .await?;
                 id
             }
         };
-        g.run("describe_file", async {
+        self.step(
+            "describe_file",
             tx.execute(
                 "UPDATE file_metadata SET owner_id = $2, name = $3, content_type = $4, \
                    metadata = $5, updated_at = now() WHERE id = $1",
@@ -382,26 +361,22 @@ impl Postgres {
                     &details.content_type,
                     details.metadata,
                 ],
-            )
-            .await
-            .map_err(query_error)
-        })
+            ),
+        )
         .await?;
-        let row = g
-            .run("read_file", async {
+        let row = self
+            .step(
+                "read_file",
                 tx.query_one(
                     &format!(
                         "SELECT {FILE_COLUMNS} FROM file_metadata f \
                          JOIN ipfs_blobs b ON b.cid = f.cid WHERE f.id = $1"
                     ),
                     &[&committed_id],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(FileRow::from_row(&row))
     }
 
@@ -422,22 +397,16 @@ impl Postgres {
         id: Uuid,
         keep_reservation: bool,
     ) -> Result<ReleasedClaim, StoreError> {
-        let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
-        let read: Option<String> = g
-            .run("read_pending_file", async {
+        let tx = self.step("begin", client.transaction()).await?;
+        let read: Option<String> = self
+            .step(
+                "read_pending_file",
                 tx.query_opt(
                     "SELECT cid FROM file_metadata WHERE id = $1 AND state = 'writing'",
                     &[&id],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?
             .and_then(|row| row.get(0));
         if let Some(cid) = &read {
@@ -451,10 +420,8 @@ impl Postgres {
         } else {
             "DELETE FROM file_metadata WHERE id = $1 AND state = 'writing' RETURNING cid"
         };
-        let claimed: Option<String> = g
-            .run("discard_pending_file", async {
-                tx.query_opt(sql, &[&id]).await.map_err(query_error)
-            })
+        let claimed: Option<String> = self
+            .step("discard_pending_file", tx.query_opt(sql, &[&id]))
             .await?
             .and_then(|row| row.get(0));
         if claimed != read {
@@ -469,8 +436,7 @@ impl Postgres {
             Some(cid) => self.drop_references(&tx, &cid, 1).await?,
             None => None,
         };
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(ReleasedClaim { unpin })
     }
 
@@ -484,26 +450,20 @@ impl Postgres {
         cid: &str,
         id: Option<Uuid>,
     ) -> Result<FileDeletion, StoreError> {
-        let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
+        let tx = self.step("begin", client.transaction()).await?;
         if !self.lock_blob(&tx, cid).await? {
             return Ok(FileDeletion::NotFound);
         }
-        let deleted = g
-            .run("delete_file", async {
+        let deleted = self
+            .step(
+                "delete_file",
                 tx.execute(
                     "DELETE FROM file_metadata WHERE tenant_id = $1 AND cid = $2 \
                      AND state = 'committed' AND ($3::uuid IS NULL OR id = $3)",
                     &[&tenant_id, &cid, &id],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
         if deleted == 0 {
             return Ok(FileDeletion::NotFound);
@@ -511,24 +471,22 @@ impl Postgres {
         // Read after the rows are locked by the delete: a submission
         // recording this file at the same time either committed before (and
         // is seen here) or finds the file gone.
-        let output_of = g
-            .run("find_output_owner", async {
+        let output_of = self
+            .step(
+                "find_output_owner",
                 tx.query_opt(
                     "SELECT s.id FROM submissions s WHERE s.tenant_id = $1 AND s.output_cid = $2 \
                      AND NOT EXISTS (SELECT 1 FROM file_metadata f WHERE f.tenant_id = $1 \
                        AND f.cid = $2 AND f.state = 'committed') LIMIT 1",
                     &[&tenant_id, &cid],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
         if let Some(row) = output_of {
             return Ok(FileDeletion::OutputOf(row.get(0)));
         }
         let unpin = self.drop_references(&tx, cid, deleted).await?;
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(FileDeletion::Deleted { unpin })
     }
 
@@ -632,8 +590,8 @@ impl Postgres {
         (replication_min, replication_max): (i32, i32),
     ) -> Result<String, StoreError> {
         let row = self
-            .guard
-            .run("claim_blob", async {
+            .step(
+                "claim_blob",
                 tx.query_one(
                     "INSERT INTO ipfs_blobs \
                        (cid, size_bytes, replication_min, replication_max, ref_count) \
@@ -644,10 +602,8 @@ impl Postgres {
                        updated_at = now() \
                      RETURNING pin_state",
                     &[&cid, &size_bytes, &replication_min, &replication_max],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
         Ok(row.get(0))
     }
@@ -658,17 +614,15 @@ impl Postgres {
         tx: &tokio_postgres::Transaction<'_>,
         cid: &str,
     ) -> Result<bool, StoreError> {
-        self.guard
-            .run("lock_blob", async {
-                tx.query_opt(
-                    "SELECT 1 FROM ipfs_blobs WHERE cid = $1 FOR UPDATE",
-                    &[&cid],
-                )
-                .await
-                .map_err(query_error)
-            })
-            .await
-            .map(|row| row.is_some())
+        self.step(
+            "lock_blob",
+            tx.query_opt(
+                "SELECT 1 FROM ipfs_blobs WHERE cid = $1 FOR UPDATE",
+                &[&cid],
+            ),
+        )
+        .await
+        .map(|row| row.is_some())
     }
 
     /// Drops `count` references on a blob; when none is left it is marked
@@ -681,17 +635,15 @@ impl Postgres {
     ) -> Result<Option<String>, StoreError> {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         let remaining: i64 = self
-            .guard
-            .run("release_blob", async {
+            .step(
+                "release_blob",
                 tx.query_one(
                     "UPDATE ipfs_blobs SET ref_count = ref_count - $2, updated_at = now(), \
                        pin_state = CASE WHEN ref_count = $2 THEN 'unpinning' ELSE pin_state END \
                      WHERE cid = $1 RETURNING ref_count",
                     &[&cid, &count],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?
             .get(0);
         Ok((remaining == 0).then(|| cid.to_owned()))

@@ -131,6 +131,17 @@ impl Postgres {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// One guarded step on a connection or transaction the caller holds.
+    async fn step<T>(
+        &self,
+        operation: &'static str,
+        step: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        self.guard
+            .run(operation, async { step.await.map_err(query_error) })
+            .await
+    }
+
     /// Every row `sql` answers, as one guarded call.
     async fn rows(
         &self,

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::files::{FileDeletion, FileRow, FILE_COLUMNS};
-use super::{query_error, Postgres};
+use super::Postgres;
 use crate::stores::StoreError;
 
 /// A pin request to record.
@@ -69,13 +69,8 @@ impl Postgres {
         pin: NewPin<'_>,
         quota: Option<u64>,
     ) -> Result<Option<Uuid>, StoreError> {
-        let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
+        let tx = self.step("begin", client.transaction()).await?;
         if let Some(quota) = quota {
             if self.lock_quota(&tx, pin.tenant_id).await? >= quota {
                 return Ok(None);
@@ -86,7 +81,8 @@ impl Postgres {
         self.claim_blob_reference(&tx, pin.cid, 0, (pin.replication_min, pin.replication_max))
             .await?;
         let id = Uuid::new_v4();
-        g.run("insert_pin_request", async {
+        self.step(
+            "insert_pin_request",
             tx.execute(
                 "INSERT INTO file_metadata (id, tenant_id, cid, name, metadata, kind, origins) \
                  VALUES ($1, $2, $3, $4, $5, 'pin', $6)",
@@ -98,13 +94,10 @@ impl Postgres {
                     pin.metadata,
                     &pin.origins,
                 ],
-            )
-            .await
-            .map_err(query_error)
-        })
+            ),
+        )
         .await?;
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(Some(id))
     }
 

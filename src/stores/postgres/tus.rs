@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{query_error, Postgres};
+use super::Postgres;
 use crate::stores::StoreError;
 
 #[derive(Debug, Clone)]
@@ -223,16 +223,12 @@ impl Postgres {
         token: Uuid,
         progress: TusProgress<'_>,
     ) -> Result<bool, StoreError> {
-        let g = &self.guard;
         let mut client = self.client().await?;
-        let tx = g
-            .run("begin", async {
-                client.transaction().await.map_err(query_error)
-            })
-            .await?;
+        let tx = self.step("begin", client.transaction()).await?;
         let leaves = (progress.new_leaves.len() / 32) as i32;
-        let first_leaf: Option<i32> = g
-            .run("advance_tus_upload", async {
+        let first_leaf: Option<i32> = self
+            .step(
+                "advance_tus_upload",
                 tx.query_opt(
                     "UPDATE tus_uploads SET upload_offset = $4, \
                        upload_length = coalesce(upload_length, $5), tail = $6, hash_state = $7, \
@@ -253,28 +249,24 @@ impl Postgres {
                         &leaves,
                         &progress.release,
                     ],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?
             .map(|row| row.get(0));
         let Some(first_leaf) = first_leaf else {
             return Ok(false);
         };
         if leaves > 0 {
-            g.run("insert_tus_leaves", async {
+            self.step(
+                "insert_tus_leaves",
                 tx.execute(
                     "INSERT INTO tus_leaves (upload_id, first_leaf, digests) VALUES ($1, $2, $3)",
                     &[&id, &first_leaf, &progress.new_leaves],
-                )
-                .await
-                .map_err(query_error)
-            })
+                ),
+            )
             .await?;
         }
-        g.run("commit", async { tx.commit().await.map_err(query_error) })
-            .await?;
+        self.step("commit", tx.commit()).await?;
         Ok(true)
     }
 

@@ -1,12 +1,12 @@
 //! Files on the real stack: streaming upload into Kubo, pins through the
 //! Cluster, metadata in Postgres, downloads with HTTP caching semantics.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{
+    json, postgres, ref_count, spawn_app, spawn_app_with, stack_settings, TestApp,
+};
 use bytes::Bytes;
-use common::{json, postgres, ref_count, spawn_app, spawn_app_with, stack_settings, TestApp};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -100,7 +100,7 @@ async fn wait_for_pinned_peers(cid: &str, at_least: usize) {
 /// The CID stays in the Cluster's pin set and pinned on two peers or more.
 async fn assert_still_pinned(cid: &str, why: &str) {
     assert!(
-        common::in_cluster_pinset(cid).await,
+        crate::common::in_cluster_pinset(cid).await,
         "{why}: {cid} left the pin set"
     );
     wait_for_pinned_peers(cid, 2).await;
@@ -271,6 +271,17 @@ async fn ranges_etags_and_head() {
     let past_the_end = ranged("bytes=1000-").await;
     assert_eq!(past_the_end.status(), 416);
     assert_eq!(past_the_end.headers()["content-range"], "bytes */1000");
+    let refusal = json(past_the_end).await;
+    assert_eq!(
+        refusal["error"]["code"], "range_not_satisfiable",
+        "{refusal}"
+    );
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1000")),
+        "{refusal}"
+    );
     for bad in ["bytes=0-1,5-6", "pages=1-2", "bytes=x-"] {
         let response = ranged(bad).await;
         assert_eq!(response.status(), 400, "{bad}");
@@ -359,7 +370,7 @@ async fn shared_content_is_pinned_once_and_unpinned_after_the_last_delete() {
 
     assert_eq!(bob.delete(&format!("/files/{cid}")).await.status(), 204);
     assert!(
-        !common::in_cluster_pinset(&cid).await,
+        !crate::common::in_cluster_pinset(&cid).await,
         "the last delete unpins"
     );
     assert_eq!(
@@ -701,7 +712,7 @@ async fn the_reconciler_rolls_back_stale_uploads_and_settles_pins() {
 
 /// Events of `table` for this tenant and CID, as ClickHouse counts them.
 async fn events(table: &str, app: &TestApp, cid: &str) -> u64 {
-    common::clickhouse()
+    crate::common::clickhouse()
         .query(&format!(
             "SELECT count() FROM {table} WHERE tenant_id = ? AND cid = ?"
         ))
@@ -793,7 +804,7 @@ async fn verifiable_answers_check_out_against_the_cid() {
         .starts_with("application/vnd.ipld.car"));
     let etag = car.headers()["ETag"].to_str().unwrap().to_owned();
     let car = bytes_of(car).await;
-    let repo = common::temp_dir("offline-ipfs");
+    let repo = crate::common::temp_dir("offline-ipfs");
     let init = offline_ipfs(&repo, &["init", "--profile=test", "-e"]);
     assert!(
         init.status.success(),

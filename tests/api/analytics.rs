@@ -1,10 +1,8 @@
 //! Event ingestion into the real ClickHouse, through the gateway's spool.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{json, spawn_app, spawn_app_with, stack_settings, wait_for_user_activity};
+use crate::common::{json, spawn_app, spawn_app_with, stack_settings, wait_for_user_activity};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use storage_gateway::auth::Scope;
@@ -81,7 +79,7 @@ async fn accepted_events_reach_clickhouse_once_each() {
     assert_eq!(inserted, accepted);
     let metrics = app.metrics_text().await;
     assert!(
-        common::metric_value(
+        crate::common::metric_value(
             &metrics,
             "gateway_analytics_events_total{outcome=\"inserted\"}"
         ) >= inserted as f64,
@@ -92,7 +90,7 @@ async fn accepted_events_reach_clickhouse_once_each() {
 /// Rows of the tenant in `user_activity` as stored, before any merge
 /// folds duplicates.
 async fn raw_user_activity_rows(tenant: &storage_gateway::auth::TenantId) -> u64 {
-    common::clickhouse()
+    crate::common::clickhouse()
         .query("SELECT count() FROM user_activity WHERE tenant_id = ?")
         .bind(tenant.as_str())
         .fetch_one::<u64>()
@@ -102,7 +100,7 @@ async fn raw_user_activity_rows(tenant: &storage_gateway::auth::TenantId) -> u64
 
 /// Waits until the app's spool is empty, and answers its accepted and
 /// inserted event counts then.
-async fn wait_until_nothing_pending(app: &common::TestApp) -> (u64, u64) {
+async fn wait_until_nothing_pending(app: &crate::common::TestApp) -> (u64, u64) {
     let metrics = &app.state.metrics;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -223,11 +221,11 @@ async fn sizes_and_scopes_are_bounded() {
 #[tokio::test]
 async fn rows_clickhouse_keeps_refusing_are_set_aside_and_replayed_later() {
     let mut settings = stack_settings();
-    let database = common::unique("refusing").replace('-', "_");
+    let database = crate::common::unique("refusing").replace('-', "_");
     settings.clickhouse.database = database.clone();
     let spool = settings.analytics.spool_dir.clone();
     let app = spawn_app_with(settings).await;
-    let clickhouse = common::clickhouse().with_database(&database);
+    let clickhouse = crate::common::clickhouse().with_database(&database);
     // A schema that no longer fits the rows: every user_activity insert fails.
     clickhouse
         .query("ALTER TABLE user_activity DROP COLUMN properties")
@@ -248,7 +246,7 @@ async fn rows_clickhouse_keeps_refusing_are_set_aside_and_replayed_later() {
             .await
             .unwrap();
         let metrics = app.metrics_text().await;
-        let quarantined = common::metric_value(
+        let quarantined = crate::common::metric_value(
             &metrics,
             "gateway_analytics_events_total{outcome=\"quarantined\"}",
         );

@@ -1,10 +1,8 @@
 //! The key/value cache against the real Redis, single and clustered.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{json, settings_for, spawn_app_with, RedisMode, TestApp};
+use crate::common::{json, settings_for, spawn_app_with, RedisMode, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 

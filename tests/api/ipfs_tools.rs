@@ -5,13 +5,11 @@
 //! polling under a rate limit); and CAR uploads made by Kubo on a node of
 //! the test's own.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json, spawn_app, spawn_app_with, stack_settings, unique, TestApp};
+use crate::common::{json, spawn_app, spawn_app_with, stack_settings, unique, TestApp};
 use serde_json::{json, Value};
 use storage_gateway::config::{LimitSettings, PolicySettings, RedisDownMode};
 
@@ -24,7 +22,7 @@ struct OriginNode {
 
 impl OriginNode {
     fn start() -> Self {
-        let repo = common::temp_dir("origin-ipfs");
+        let repo = crate::common::temp_dir("origin-ipfs");
         let init = ipfs(&repo, &["init", "--profile=test", "-e"]);
         assert!(init.status.success(), "ipfs init: {init:?}");
         // As the stack's nodes: no public network to reach here.
@@ -298,12 +296,12 @@ async fn one_cid_under_two_requests_is_referenced_twice() {
     let upload = app.upload(&[("name", "twice")], random_bytes(1000)).await;
     assert_eq!(upload.status(), 201);
     let cid = json(upload).await["cid"].as_str().unwrap().to_owned();
-    assert_eq!(common::ref_count(&cid).await, 1);
+    assert_eq!(crate::common::ref_count(&cid).await, 1);
 
     let a = add_pin(&app, &json!({"cid": cid, "name": "a"})).await;
     let b = add_pin(&app, &json!({"cid": cid, "name": "b", "meta": {"k": "v"}})).await;
     assert_ne!(a["requestid"], b["requestid"]);
-    assert_eq!(common::ref_count(&cid).await, 3);
+    assert_eq!(crate::common::ref_count(&cid).await, 3);
     assert!(!b["delegates"].as_array().unwrap().is_empty());
     assert_eq!(b["pin"]["meta"], json!({"k": "v"}));
 
@@ -314,7 +312,7 @@ async fn one_cid_under_two_requests_is_referenced_twice() {
             .status(),
         202
     );
-    assert_eq!(common::ref_count(&cid).await, 2);
+    assert_eq!(crate::common::ref_count(&cid).await, 2);
     let got = app
         .get(&format!("/psa/pins/{}", b["requestid"].as_str().unwrap()))
         .await;
@@ -331,7 +329,7 @@ async fn one_cid_under_two_requests_is_referenced_twice() {
     assert_eq!(replaced.status(), 202);
     let c = json(replaced).await;
     assert_ne!(c["requestid"], b["requestid"]);
-    assert_eq!(common::ref_count(&cid).await, 2);
+    assert_eq!(crate::common::ref_count(&cid).await, 2);
     let gone = app
         .get(&format!("/psa/pins/{}", b["requestid"].as_str().unwrap()))
         .await;
@@ -516,7 +514,7 @@ async fn a_tenant_out_of_quota_gets_insufficient_funds() {
     let body = json(refused).await;
     assert_eq!(body["error"]["reason"], "INSUFFICIENT_FUNDS");
     assert_eq!(app.file_rows().await, before, "nothing recorded");
-    assert_eq!(common::ref_count(&cid).await, 1, "nothing claimed");
+    assert_eq!(crate::common::ref_count(&cid).await, 1, "nothing claimed");
     assert_eq!(app.delete(&format!("/files/{cid}")).await.status(), 204);
 }
 
@@ -594,7 +592,7 @@ async fn a_pin_nobody_can_serve_fails_after_the_bound_and_polls_are_not_rate_lim
 async fn the_community_compliance_suite_passes_every_check() {
     let app = spawn_app().await;
     let suite = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/psa-compliance");
-    let reports = common::temp_dir("psa-compliance");
+    let reports = crate::common::temp_dir("psa-compliance");
     let (endpoint, key) = (app.url("/psa"), app.key.clone());
     let (dir, out) = (suite.clone(), reports.clone());
     let run = tokio::task::spawn_blocking(move || {
@@ -640,7 +638,7 @@ struct OfflineRepo {
 
 impl OfflineRepo {
     fn new() -> Self {
-        let repo = common::temp_dir("car-maker");
+        let repo = crate::common::temp_dir("car-maker");
         let init = ipfs(&repo, &["init", "--profile=test", "-e"]);
         assert!(init.status.success(), "ipfs init: {init:?}");
         Self { repo }
@@ -764,7 +762,7 @@ async fn a_car_made_by_kubo_elsewhere_uploads_and_downloads_byte_identical() {
     // And out again as a CAR, read back by a fresh offline repository.
     let out = app.get(&format!("/ipfs/{root}?format=car")).await;
     assert_eq!(out.status(), 200);
-    let car_out = common::temp_dir("car-out").join("out.car");
+    let car_out = crate::common::temp_dir("car-out").join("out.car");
     std::fs::write(&car_out, out.bytes().await.unwrap()).unwrap();
     let reader = OfflineRepo::new();
     reader.run(&[
@@ -927,7 +925,7 @@ async fn a_tree_of_fifty_files_is_one_directory_that_round_trips() {
     // A CAR of the root unpacks, without a network, to the same tree.
     let car = app.get(&format!("/ipfs/{root}?format=car")).await;
     assert_eq!(car.status(), 200);
-    let scratch = common::temp_dir("tree-out");
+    let scratch = crate::common::temp_dir("tree-out");
     let car_file = scratch.join("tree.car");
     std::fs::write(&car_file, car.bytes().await.unwrap()).unwrap();
     let reader = OfflineRepo::new();

@@ -2,14 +2,12 @@
 //! something a caller controls that once cost the gateway memory, storage,
 //! metric series or another tenant's service, and the bound that stops it.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::common::{json, metric_value, postgres, spawn_app, spawn_app_with, stack_settings};
 use bytes::Bytes;
-use common::{json, metric_value, postgres, spawn_app, spawn_app_with, stack_settings};
 use futures_util::StreamExt;
 use reqwest::Method;
 
@@ -123,7 +121,7 @@ async fn every_405_names_the_methods_the_path_has() {
 async fn a_refused_upload_leaves_no_pin_and_no_row() {
     let app = spawn_app().await;
     let content = format!("refused {}", uuid::Uuid::new_v4());
-    let cid = common::cid_of(content.as_bytes()).await;
+    let cid = crate::common::cid_of(content.as_bytes()).await;
     let form = reqwest::multipart::Form::new()
         .text("metadata", r#"{"x":"\u0000"}"#)
         .part(
@@ -135,14 +133,14 @@ async fn a_refused_upload_leaves_no_pin_and_no_row() {
     let body = json(response).await;
     assert_eq!(body["error"]["code"], "invalid_metadata", "{body}");
     assert_eq!(app.file_rows().await, 0, "no row, pending or committed");
-    assert!(!common::cluster_holds(&cid).await, "no pin of {cid}");
+    assert!(!crate::common::cluster_holds(&cid).await, "no pin of {cid}");
 }
 
 #[tokio::test]
 async fn an_upload_that_outlives_its_pending_row_is_rolled_back_whole() {
     let app = spawn_app().await;
     let content = format!("slow {}", uuid::Uuid::new_v4());
-    let cid = common::cid_of(content.as_bytes()).await;
+    let cid = crate::common::cid_of(content.as_bytes()).await;
     // The body's last byte arrives only after the pending row is gone, as
     // the reconciler leaves it once files.pending_expiry_secs has passed
     // (done here by hand, for this tenant alone: every gateway's reconciler
@@ -176,7 +174,7 @@ async fn an_upload_that_outlives_its_pending_row_is_rolled_back_whole() {
     assert_eq!(response.status(), 408);
     assert_eq!(json(response).await["error"]["code"], "upload_expired");
     assert_eq!(app.file_rows().await, 0);
-    assert!(!common::cluster_holds(&cid).await, "no pin of {cid}");
+    assert!(!crate::common::cluster_holds(&cid).await, "no pin of {cid}");
 }
 
 #[tokio::test]
@@ -198,7 +196,7 @@ async fn gateway_pins_no_file_owns_are_removed_after_the_grace() {
             reqwest::multipart::Part::text(content).file_name("f"),
         );
         let body = reqwest::Client::new()
-            .post(format!("{}/add", common::cluster_url()))
+            .post(format!("{}/add", crate::common::cluster_url()))
             .query(&[("name", name.as_str()), ("cid-version", "1")])
             .multipart(form)
             .send()
@@ -220,19 +218,19 @@ async fn gateway_pins_no_file_owns_are_removed_after_the_grace() {
         format!("foreign {}", uuid::Uuid::new_v4()),
     )
     .await;
-    assert!(common::cluster_holds(&orphan).await);
+    assert!(crate::common::cluster_holds(&orphan).await);
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while common::cluster_holds(&orphan).await {
+    while crate::common::cluster_holds(&orphan).await {
         assert!(Instant::now() < deadline, "the orphan pin {orphan} stayed");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(
-        common::cluster_holds(&foreign).await,
+        crate::common::cluster_holds(&foreign).await,
         "another system's pin stays"
     );
     assert!(
-        common::cluster_holds(&owned_cid).await,
+        crate::common::cluster_holds(&owned_cid).await,
         "a stored file's pin stays"
     );
     let metrics = app.metrics_text().await;
@@ -243,7 +241,7 @@ async fn gateway_pins_no_file_owns_are_removed_after_the_grace() {
         ) >= 1.0
     );
     reqwest::Client::new()
-        .delete(format!("{}/pins/{foreign}", common::cluster_url()))
+        .delete(format!("{}/pins/{foreign}", crate::common::cluster_url()))
         .send()
         .await
         .unwrap();
@@ -333,7 +331,7 @@ async fn uploads_and_deletes_of_one_content_race_without_deadlock_or_loss() {
         // a fair outcome, and its file exists exactly when the delete went
         // first.
         assert!(
-            common::cluster_holds(&cid).await,
+            crate::common::cluster_holds(&cid).await,
             "round {round}: {cid} unpinned"
         );
         let delete_as = |key: &str| {
@@ -350,7 +348,7 @@ async fn uploads_and_deletes_of_one_content_race_without_deadlock_or_loss() {
             "round {round}"
         );
         assert!(
-            !common::cluster_holds(&cid).await,
+            !crate::common::cluster_holds(&cid).await,
             "round {round}: left pinned"
         );
     }
@@ -369,7 +367,7 @@ async fn out_of_range_cursors_and_nul_bytes_are_400() {
     assert_eq!(response.status(), 400);
     assert_eq!(json(response).await["error"]["code"], "invalid_cursor");
 
-    let (user, submit) = common::user_and_challenge(&app).await;
+    let (user, submit) = crate::common::user_and_challenge(&app).await;
     for body in [
         serde_json::json!({"user_id": user, "language": "rust", "code": "fn\u{0}"}),
         serde_json::json!({"user_id": user, "language": "rust", "output": "a\u{0}b"}),
@@ -509,7 +507,7 @@ fn event_body(total: usize) -> (reqwest::Body, usize) {
 async fn eight_large_event_bodies_at_once_stay_within_memory_and_other_tenants_are_served() {
     let app = spawn_app().await;
     let other = app.other_tenant_key().await;
-    let gateway = common::GatewayProcess::start(&[]);
+    let gateway = crate::common::GatewayProcess::start(&[]);
     gateway.wait_until_serving().await;
     let start_rss = gateway.peak_rss();
     let client = reqwest::Client::builder()
@@ -742,7 +740,7 @@ async fn a_tenant_at_its_cache_budget_is_refused_and_others_are_unaffected() {
 #[tokio::test]
 async fn one_tenants_refused_rows_never_set_aside_another_tenants() {
     let mut settings = stack_settings();
-    let database = common::unique("tenants").replace('-', "_");
+    let database = crate::common::unique("tenants").replace('-', "_");
     settings.clickhouse.database = database.clone();
     // Both tenants' events land in one batch.
     settings.analytics.batch_max_delay_ms = 2000;
@@ -751,7 +749,7 @@ async fn one_tenants_refused_rows_never_set_aside_another_tenants() {
     let other = app.other_tenant_key().await;
     // A table that takes only the first tenant's rows: ClickHouse refuses
     // any other tenant id as not one of the Enum's values.
-    let clickhouse = common::clickhouse().with_database(&database);
+    let clickhouse = crate::common::clickhouse().with_database(&database);
     clickhouse
         .query("DROP TABLE user_activity")
         .execute()
@@ -820,7 +818,7 @@ async fn one_tenants_refused_rows_never_set_aside_another_tenants() {
 #[tokio::test]
 async fn a_cold_board_of_many_users_is_rebuilt_once_in_parts() {
     let app = spawn_app().await;
-    let (_, submit) = common::user_and_challenge(&app).await;
+    let (_, submit) = crate::common::user_and_challenge(&app).await;
     let challenge = submit.split('/').nth(2).unwrap().to_owned();
     // 2,500 users with a score each, written straight into Postgres.
     let client = postgres(&std::env::var("DATABASE_URL").unwrap()).await;

@@ -1,12 +1,10 @@
 //! Files from the browser: CORS, signed links, resumable (tus) uploads, and
 //! the real clients: tus-js-client in Node, headless Chromium.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{json, GatewayProcess, TestApp};
+use crate::common::{json, GatewayProcess, TestApp};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use storage_gateway::auth::TenantId;
@@ -17,7 +15,7 @@ const OTHER_SECRET: &str = "the-next-signing-secret-of-32-bytes-or-more";
 const MIB: usize = 1024 * 1024;
 
 fn browser_settings() -> Settings {
-    let mut settings = common::stack_settings();
+    let mut settings = crate::common::stack_settings();
     settings.links.keys = [("k1".to_owned(), SIGNING_SECRET.to_owned().into())].into();
     settings.links.signing_key = "k1".into();
     settings
@@ -38,7 +36,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 }
 
 fn write_temp(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = common::temp_dir("tus").join(name);
+    let path = crate::common::temp_dir("tus").join(name);
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -86,7 +84,7 @@ fn event<'a>(events: &'a [serde_json::Value], name: &str) -> &'a serde_json::Val
 
 /// The CID the plain upload gives `bytes`, from a tenant of its own.
 async fn plain_cid(bytes: &[u8]) -> String {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let response = app.upload(&[("name", "plain.bin")], bytes.to_vec()).await;
     assert_eq!(response.status(), 201);
     json(response).await["cid"].as_str().unwrap().to_owned()
@@ -115,7 +113,7 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn tus_js_client_resumes_an_aborted_upload_and_gets_the_plain_uploads_cid() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let bytes = random_bytes(20 * MIB);
     let file = write_temp("twenty.bin", &bytes);
     let client = |extra: serde_json::Value| {
@@ -220,7 +218,7 @@ async fn finish(key: &str, base: &str, url: &str, file: &Path) -> String {
 
 #[tokio::test]
 async fn an_upload_resumes_on_a_restarted_gateway() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let bytes = random_bytes(5 * MIB + 12_345);
     let file = write_temp("restart.bin", &bytes);
     let gateway = GatewayProcess::start(&link_env());
@@ -237,7 +235,7 @@ async fn an_upload_resumes_on_a_restarted_gateway() {
 
 #[tokio::test]
 async fn an_upload_resumes_on_a_second_replica() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let bytes = random_bytes(4 * MIB + 1);
     let file = write_temp("replica.bin", &bytes);
     let one = GatewayProcess::start(&link_env());
@@ -253,7 +251,7 @@ async fn an_upload_resumes_on_a_second_replica() {
 
 #[tokio::test]
 async fn a_checksum_mismatch_leaves_the_offset_where_it_was() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let bytes = random_bytes(MIB);
     let file = write_temp("checksum.bin", &bytes);
     let events = node(
@@ -298,8 +296,8 @@ fn base64_of(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_browser_on_another_origin_uploads_and_downloads_through_signed_links() {
-    let page_port = common::free_port();
-    let tenant = TenantId::parse(&common::unique("browser")).unwrap();
+    let page_port = crate::common::free_port();
+    let tenant = TenantId::parse(&crate::common::unique("browser")).unwrap();
     let mut settings = browser_settings();
     settings.browser.console = true;
     settings.browser.cors_origins = [(
@@ -307,7 +305,7 @@ async fn a_browser_on_another_origin_uploads_and_downloads_through_signed_links(
         vec![format!("http://localhost:{page_port}")],
     )]
     .into();
-    let app = common::spawn_app_for(settings, tenant).await;
+    let app = crate::common::spawn_app_for(settings, tenant).await;
     let bytes = random_bytes(3 * MIB + 77);
     let file = write_temp("browser.bin", &bytes);
     let output = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-test");
@@ -383,8 +381,8 @@ async fn download_link(app: &TestApp, body: &[u8], ttl: u64) -> (String, String)
 
 #[tokio::test]
 async fn a_download_link_needs_no_key_and_opens_one_file_for_a_while() {
-    let app = common::spawn_app_with(browser_settings()).await;
-    let body = format!("linked content {}", common::unique("x"));
+    let app = crate::common::spawn_app_with(browser_settings()).await;
+    let body = format!("linked content {}", crate::common::unique("x"));
     let (cid, url) = download_link(&app, body.as_bytes(), 600).await;
     let http = reqwest::Client::new();
 
@@ -477,8 +475,8 @@ async fn a_download_link_needs_no_key_and_opens_one_file_for_a_while() {
 
 #[tokio::test]
 async fn links_survive_a_key_rotation_until_the_old_key_is_retired() {
-    let tenant = TenantId::parse(&common::unique("rotate")).unwrap();
-    let first = common::spawn_app_for(browser_settings(), tenant.clone()).await;
+    let tenant = TenantId::parse(&crate::common::unique("rotate")).unwrap();
+    let first = crate::common::spawn_app_for(browser_settings(), tenant.clone()).await;
     let (_, old_link) = download_link(&first, b"rotated", 600).await;
     let path_and_query = old_link.split_once(&first.base).unwrap().1.to_owned();
 
@@ -488,7 +486,7 @@ async fn links_survive_a_key_rotation_until_the_old_key_is_retired() {
         .keys
         .insert("k2".into(), OTHER_SECRET.to_owned().into());
     rotated.links.signing_key = "k2".into();
-    let second = common::spawn_app_for(rotated, tenant.clone()).await;
+    let second = crate::common::spawn_app_for(rotated, tenant.clone()).await;
     let http = reqwest::Client::new();
     let old = http.get(second.url(&path_and_query)).send().await.unwrap();
     assert_eq!(old.status(), 200, "the old key still opens its links");
@@ -498,7 +496,7 @@ async fn links_survive_a_key_rotation_until_the_old_key_is_retired() {
     let mut retired = browser_settings();
     retired.links.keys = [("k2".to_owned(), OTHER_SECRET.to_owned().into())].into();
     retired.links.signing_key = "k2".into();
-    let third = common::spawn_app_for(retired, tenant).await;
+    let third = crate::common::spawn_app_for(retired, tenant).await;
     let gone = http.get(third.url(&path_and_query)).send().await.unwrap();
     assert_eq!(gone.status(), 403);
     let new_path = new_link.split_once(&second.base).unwrap().1;
@@ -543,7 +541,7 @@ fn tus_patch(
 
 #[tokio::test]
 async fn an_upload_link_opens_one_upload_within_its_bounds() {
-    let app = common::spawn_app_with(browser_settings()).await;
+    let app = crate::common::spawn_app_with(browser_settings()).await;
     let http = reqwest::Client::new();
     let link = upload_link(
         &app,
@@ -606,7 +604,7 @@ async fn an_upload_link_opens_one_upload_within_its_bounds() {
 
 #[tokio::test]
 async fn links_are_off_without_a_signing_key() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let response = app.post_json("/uploads", &serde_json::json!({})).await;
     assert_eq!(response.status(), 501);
     assert_eq!(json(response).await["error"]["code"], "not_implemented");
@@ -614,7 +612,7 @@ async fn links_are_off_without_a_signing_key() {
 
 #[tokio::test]
 async fn cors_lets_a_tenants_own_origins_read_answers() {
-    let tenant = TenantId::parse(&common::unique("cors")).unwrap();
+    let tenant = TenantId::parse(&crate::common::unique("cors")).unwrap();
     let mut settings = browser_settings();
     settings.browser.cors_origins = [
         (
@@ -630,7 +628,7 @@ async fn cors_lets_a_tenants_own_origins_read_answers() {
         ),
     ]
     .into();
-    let app = common::spawn_app_for(settings, tenant).await;
+    let app = crate::common::spawn_app_for(settings, tenant).await;
     let preflight = |origin: &str| {
         app.http
             .request(reqwest::Method::OPTIONS, app.url("/files/upload"))
@@ -702,7 +700,7 @@ async fn cors_lets_a_tenants_own_origins_read_answers() {
 
 #[tokio::test]
 async fn tus_requests_that_break_the_protocol_are_refused_clearly() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let http = &app.http;
     let create = || tus_create(http, &app.url("/files/tus"), 10).bearer_auth(&app.key);
     let options = http
@@ -820,7 +818,7 @@ async fn tus_requests_that_break_the_protocol_are_refused_clearly() {
 
 #[tokio::test]
 async fn two_patches_of_one_upload_are_serialised() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let created = tus_create(&app.http, &app.url("/files/tus"), 2 * MIB)
         .bearer_auth(&app.key)
         .send()
@@ -870,7 +868,7 @@ async fn unfinished_uploads_expire_and_give_back_their_reservation() {
     let mut settings = browser_settings();
     settings.files.tenant_quota_bytes = 1000;
     settings.files.tus_expiry_secs = 1;
-    let app = common::spawn_app_with(settings).await;
+    let app = crate::common::spawn_app_with(settings).await;
     let created = tus_create(&app.http, &app.url("/files/tus"), 1000)
         .bearer_auth(&app.key)
         .send()
@@ -910,7 +908,7 @@ fn streamed(len: usize) -> reqwest::Body {
 
 #[tokio::test]
 async fn a_large_upload_in_parts_stays_small_in_memory() {
-    let app = common::spawn_app().await;
+    let app = crate::common::spawn_app().await;
     let gateway = GatewayProcess::start(&link_env());
     gateway.wait_until_serving().await;
     let before = gateway.peak_rss();
@@ -939,8 +937,8 @@ async fn a_large_upload_in_parts_stays_small_in_memory() {
 
 #[tokio::test]
 async fn a_resumable_upload_can_wait_until_pinned() {
-    let app = common::spawn_app().await;
-    let body = format!("wait for my pin {}", common::unique("w"));
+    let app = crate::common::spawn_app().await;
+    let body = format!("wait for my pin {}", crate::common::unique("w"));
     let created = app
         .http
         .post(app.url("/files/tus"))

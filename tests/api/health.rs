@@ -1,8 +1,6 @@
 //! Liveness, readiness, metrics and the request id, against the real stack.
 
-mod common;
-
-use common::{json, spawn_app};
+use crate::common::{json, spawn_app};
 
 #[tokio::test]
 async fn health_needs_no_key_and_calls_no_backend() {

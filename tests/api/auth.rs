@@ -1,8 +1,6 @@
 //! API keys: 401 without a valid key, 403 without the scope, tenants apart.
 
-mod common;
-
-use common::{json, postgres, spawn_app};
+use crate::common::{json, postgres, spawn_app};
 use storage_gateway::auth::Scope;
 
 #[tokio::test]

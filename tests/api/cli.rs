@@ -1,10 +1,8 @@
 //! The binary: configuration errors, `migrate` and `keys`.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{stack_settings, unique};
+use crate::common::{stack_settings, unique};
 
 fn gateway(args: &[&str], env: &[(&str, &str)]) -> Output {
     gateway_without(args, env, &[])

@@ -1,11 +1,9 @@
 //! The dashboard queries over the real ClickHouse, through the read-through
 //! Redis cache.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     json, metric_value, settings_for, spawn_app, spawn_app_for, spawn_app_with, stack_settings,
     wait_for_count, wait_for_user_activity, RedisMode, TestApp,
 };
@@ -97,7 +95,7 @@ async fn user_activity_counts_each_event_sent_once() {
 
 /// Hours of the tenant stamped in the hourly user-activity table.
 async fn stamped_hours(database: &str, tenant: &str) -> u64 {
-    common::clickhouse()
+    crate::common::clickhouse()
         .with_database(database)
         .query(
             "SELECT uniqExact(hour) FROM hourly_marks \
@@ -172,10 +170,10 @@ async fn hourly_counts_follow_new_events_and_replays_exactly() {
 #[tokio::test]
 async fn events_stored_before_the_hourly_tables_existed_are_counted() {
     let mut settings = stack_settings();
-    let database = common::unique("hourly").replace('-', "_");
+    let database = crate::common::unique("hourly").replace('-', "_");
     settings.clickhouse.database = database.clone();
     let app = spawn_app_with(settings.clone()).await;
-    let clickhouse = common::clickhouse().with_database(&database);
+    let clickhouse = crate::common::clickhouse().with_database(&database);
     // The database as it was before the hourly tables: events only.
     let added: Vec<String> = clickhouse
         .query(
@@ -217,8 +215,8 @@ async fn events_stored_before_the_hourly_tables_existed_are_counted() {
         .unwrap();
     // A gateway starting on it adds the tables and counts what is there.
     let gateway = |mut settings: storage_gateway::config::Settings| {
-        settings.analytics.spool_dir = common::temp_dir("spool");
-        common::spawn_app_for(settings, app.tenant.clone())
+        settings.analytics.spool_dir = crate::common::temp_dir("spool");
+        crate::common::spawn_app_for(settings, app.tenant.clone())
     };
     let upgraded = gateway(settings.clone()).await;
     let (answer, _) = dashboard(
@@ -360,7 +358,7 @@ async fn file_stats_and_api_usage_report_the_gateways_own_activity() {
     // After those answers: a replay of every upload row, one more upload
     // and three more reads. Queries of other ranges (other cache entries)
     // count the new ones once and the replayed ones not at all.
-    common::clickhouse()
+    crate::common::clickhouse()
         .query("INSERT INTO file_uploads SELECT * FROM file_uploads WHERE tenant_id = ?")
         .bind(app.tenant.as_str())
         .execute()

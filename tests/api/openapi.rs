@@ -1,9 +1,7 @@
 //! The OpenAPI document: served, browsable, and complete: a route the
 //! gateway answers that the document lacks fails this test.
 
-mod common;
-
-use common::{json, spawn_app};
+use crate::common::{json, spawn_app};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -144,6 +142,33 @@ async fn every_route_is_in_the_document() {
         silent.is_empty(),
         "paths that answer no method: {silent:#?}"
     );
+}
+
+#[tokio::test]
+async fn the_error_code_table_is_in_the_document() {
+    let app = spawn_app().await;
+    let document = json(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let code = &document["components"]["schemas"]["ErrorDetail"]["properties"]["code"];
+    let listed: Vec<&str> = code["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no enum: {code}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let table = storage_gateway::error_code::ErrorCode::ALL;
+    assert_eq!(
+        listed,
+        table.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "{code}"
+    );
+    let description = code["description"].as_str().unwrap();
+    for entry in table {
+        let line = format!("`{}` ({}): ", entry.as_str(), entry.status());
+        assert!(
+            description.contains(&line),
+            "{line} missing from {description}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -301,7 +326,7 @@ async fn templates_cover_their_paths() {
 async fn requests_generated_from_the_document_are_accepted_and_answered_as_documented() {
     let st = std::env::var("SCHEMATHESIS")
         .expect("SCHEMATHESIS names schemathesis's `st`: run through scripts/test");
-    let mut settings = common::stack_settings();
+    let mut settings = crate::common::stack_settings();
     // The document states what this stack can do: three Cluster peers.
     settings.files.replication_max_allowed = 3;
     // `wait=pinned` answers 202 once this passes, well inside the request
@@ -314,7 +339,7 @@ async fn requests_generated_from_the_document_are_accepted_and_answered_as_docum
     )]
     .into();
     settings.links.signing_key = "k1".into();
-    let app = common::spawn_app_with(settings).await;
+    let app = crate::common::spawn_app_with(settings).await;
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     let mut command = std::process::Command::new(&st);
     command

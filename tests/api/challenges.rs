@@ -1,11 +1,11 @@
 //! Users, challenges and submissions across Postgres, IPFS, ClickHouse and
 //! Redis.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{json, settings_for, spawn_app, spawn_app_with, wait_for_count, RedisMode, TestApp};
+use crate::common::{
+    json, settings_for, spawn_app, spawn_app_with, wait_for_count, RedisMode, TestApp,
+};
 
 // A board and its mark must share a Redis Cluster slot.
 in_both_redis_modes!(a_lost_leaderboard_is_rebuilt_from_postgres);
@@ -297,7 +297,7 @@ async fn post_form(app: &TestApp, path: &str, form: Form) -> reqwest::Response {
 }
 
 async fn submission_rows(app: &TestApp) -> i64 {
-    let client = common::postgres(&std::env::var("DATABASE_URL").unwrap()).await;
+    let client = crate::common::postgres(&std::env::var("DATABASE_URL").unwrap()).await;
     let row = client
         .query_one(
             "SELECT count(*) FROM submissions WHERE tenant_id = $1",
@@ -311,7 +311,7 @@ async fn submission_rows(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn a_form_submission_streams_its_output() {
     let app = spawn_app().await;
-    let (user, submit) = common::user_and_challenge(&app).await;
+    let (user, submit) = crate::common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go", "status": "passed", "score": 7.5});
 
     // About 2.4 MB: far past the inline threshold.
@@ -356,21 +356,21 @@ async fn a_form_submission_streams_its_output() {
 
 #[tokio::test]
 async fn a_bad_submission_form_leaves_nothing_behind() {
-    let mut settings = common::stack_settings();
+    let mut settings = crate::common::stack_settings();
     settings.files.max_upload_bytes = 1 << 20;
     let app = spawn_app_with(settings).await;
-    let (user, submit) = common::user_and_challenge(&app).await;
+    let (user, submit) = crate::common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go"}).to_string();
     let large = || Part::bytes(vec![b'x'; 300_000]);
     // The one output that reaches IPFS before its form is refused: content
     // of this test's own, so its CID names no one else's blob.
-    let stored: Vec<u8> = common::unique("stray-output")
+    let stored: Vec<u8> = crate::common::unique("stray-output")
         .into_bytes()
         .into_iter()
         .cycle()
         .take(300_000)
         .collect();
-    let stored_cid = common::cid_of(&stored).await;
+    let stored_cid = crate::common::cid_of(&stored).await;
 
     let cases = [
         (
@@ -451,18 +451,22 @@ async fn a_bad_submission_form_leaves_nothing_behind() {
         0,
         "no file row, pending or committed"
     );
-    assert_eq!(common::blob_state(&stored_cid).await, None, "no blob row");
+    assert_eq!(
+        crate::common::blob_state(&stored_cid).await,
+        None,
+        "no blob row"
+    );
     assert!(
-        !common::in_cluster_pinset(&stored_cid).await,
+        !crate::common::in_cluster_pinset(&stored_cid).await,
         "{stored_cid} left in the Cluster's pin set"
     );
-    assert!(!common::cluster_holds(&stored_cid).await);
+    assert!(!crate::common::cluster_holds(&stored_cid).await);
 }
 
 #[tokio::test]
 async fn an_output_in_use_is_kept() {
     let app = spawn_app().await;
-    let (user, submit) = common::user_and_challenge(&app).await;
+    let (user, submit) = crate::common::user_and_challenge(&app).await;
     let meta = json!({"user_id": user, "language": "go"}).to_string();
     let output = vec![b'z'; 200_000];
     let form = |extra: bool| {

@@ -1,11 +1,11 @@
 //! Rate limits against the real Redis, single and clustered.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{json, settings_for, spawn_app_for, spawn_app_with, unique, RedisMode, TestApp};
+use crate::common::{
+    json, settings_for, spawn_app_for, spawn_app_with, unique, RedisMode, TestApp,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use storage_gateway::auth::TenantId;

@@ -3,13 +3,11 @@
 //! gateway under test and the Kubo and Cluster nodes; after some traffic,
 //! every expression of every Grafana panel must be valid and return series.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{json, spawn_app_with, stack_settings, unique, TestApp};
+use crate::common::{json, spawn_app_with, stack_settings, unique, TestApp};
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {

@@ -2,9 +2,7 @@
 //! ClickHouse schema; a second start applies none; a failing migration
 //! leaves nothing behind.
 
-mod common;
-
-use common::{postgres, spawn_app_with, stack_settings, unique};
+use crate::common::{postgres, spawn_app_with, stack_settings, unique};
 use secrecy::SecretString;
 use storage_gateway::startup::Application;
 use storage_gateway::stores::postgres::Postgres;
@@ -187,6 +185,6 @@ async fn a_running_gateway_has_nothing_left_to_migrate() {
 /// The settings with a spool folder of their own: each gateway needs one.
 fn own_spool(settings: &storage_gateway::config::Settings) -> storage_gateway::config::Settings {
     let mut settings = settings.clone();
-    settings.analytics.spool_dir = common::temp_dir("spool");
+    settings.analytics.spool_dir = crate::common::temp_dir("spool");
     settings
 }
