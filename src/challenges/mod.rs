@@ -16,15 +16,82 @@ use uuid::Uuid;
 use crate::analytics::{Analytics, SubmissionEvent};
 use crate::auth::TenantId;
 use crate::config::ChallengeSettings;
-use crate::files::{Files, FilesError, StoredFile, UploadDetails};
+use crate::files::{ContentId, Files, FilesError, StoredFile, UploadDetails};
+use crate::stores::kubo::ContentStream;
 use crate::stores::postgres::{
     BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, Postgres, SubmissionRow, UserRow,
 };
-use crate::stores::StoreError;
+use crate::stores::{StoreError, StoreKind};
 use leaderboard::{Leaderboards, Standing};
 
-pub const DIFFICULTIES: &[&str] = &["easy", "medium", "hard"];
-pub const STATUSES: &[&str] = &["queued", "running", "passed", "failed", "error"];
+/// How hard a challenge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Difficulty {
+    Easy,
+    Medium,
+    Hard,
+}
+
+impl Difficulty {
+    pub const ALL: [Difficulty; 3] = [Difficulty::Easy, Difficulty::Medium, Difficulty::Hard];
+    /// The words the API takes, in the order of [`Difficulty::ALL`].
+    pub const NAMES: [&'static str; 3] = ["easy", "medium", "hard"];
+
+    pub const fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ChallengeError> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == text)
+            .ok_or_else(|| {
+                ChallengeError::Invalid(format!(
+                    "difficulty must be one of {}",
+                    Self::NAMES.join(", ")
+                ))
+            })
+    }
+}
+
+/// Where a submission stands, as its submitter reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionStatus {
+    Queued,
+    Running,
+    Passed,
+    Failed,
+    Error,
+}
+
+impl SubmissionStatus {
+    pub const ALL: [SubmissionStatus; 5] = [
+        SubmissionStatus::Queued,
+        SubmissionStatus::Running,
+        SubmissionStatus::Passed,
+        SubmissionStatus::Failed,
+        SubmissionStatus::Error,
+    ];
+    /// The words the API takes, in the order of [`SubmissionStatus::ALL`].
+    pub const NAMES: [&'static str; 5] = ["queued", "running", "passed", "failed", "error"];
+
+    pub const fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// A submission's status; absent means queued.
+    pub fn parse(text: Option<&str>) -> Result<Self, ChallengeError> {
+        let Some(text) = text else {
+            return Ok(SubmissionStatus::Queued);
+        };
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                ChallengeError::Invalid(format!("status must be one of {}", Self::NAMES.join(", ")))
+            })
+    }
+}
 
 /// Most users a leaderboard rebuild reads from Postgres.
 const REBUILD_MAX_USERS: i64 = 100_000;
@@ -106,6 +173,16 @@ impl OutputSink<'_> {
         self.output = Some(output);
         Ok(())
     }
+}
+
+/// A submission's output as a client receives it.
+pub enum OutputToSend {
+    Inline(String),
+    Stored {
+        cid: String,
+        size: u64,
+        content: ContentStream,
+    },
 }
 
 /// Where the leaderboard answer came from.
@@ -196,12 +273,7 @@ impl Challenges {
         }
         text_field("title", challenge.title, 1, 256)?;
         text_field("description", challenge.description, 0, 65_536)?;
-        if !DIFFICULTIES.contains(&challenge.difficulty) {
-            return Err(ChallengeError::Invalid(format!(
-                "difficulty must be one of {}",
-                DIFFICULTIES.join(", ")
-            )));
-        }
+        Difficulty::parse(challenge.difficulty)?;
         let slug = challenge.slug.to_owned();
         self.postgres
             .insert_challenge(tenant.as_str(), challenge)
@@ -292,14 +364,8 @@ impl Challenges {
         challenge_id: Uuid,
         input: &SubmissionInput,
     ) -> Result<(), ChallengeError> {
-        let status = input.status.as_deref().unwrap_or("queued");
         text_field("language", &input.language, 1, 64)?;
-        if !STATUSES.contains(&status) {
-            return Err(ChallengeError::Invalid(format!(
-                "status must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
+        SubmissionStatus::parse(input.status.as_deref())?;
         no_nul("code", &input.code)?;
         if let Some(output) = &input.output {
             no_nul("output", output)?;
@@ -412,7 +478,7 @@ impl Challenges {
                     user_id: input.user_id,
                     language: &input.language,
                     code: &input.code,
-                    status: input.status.as_deref().unwrap_or("queued"),
+                    status: SubmissionStatus::parse(input.status.as_deref())?.as_str(),
                     score: input.score,
                     runtime_ms: input.runtime_ms,
                     output_inline,
@@ -562,8 +628,30 @@ impl Challenges {
         Ok(standing(scores, limit))
     }
 
-    pub fn files(&self) -> &Files {
-        &self.files
+    /// A submission's output on its way to a client: its inline text, or
+    /// its stored file streamed from IPFS (a download of the tenant's).
+    pub async fn output(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+    ) -> Result<OutputToSend, ChallengeError> {
+        let submission = self.submission(tenant, id).await?;
+        let Some(cid) = submission.output_cid else {
+            return Ok(OutputToSend::Inline(
+                submission.output_inline.unwrap_or_default(),
+            ));
+        };
+        let cid = ContentId::parse(&cid).map_err(|e| {
+            StoreError::failed(StoreKind::Postgres, format!("stored CID {cid:?}: {e}"))
+        })?;
+        let file = self.files.file(tenant, &cid).await?;
+        let size = file.size();
+        let content = self.files.download(tenant, &file.cid, None, size).await?;
+        Ok(OutputToSend::Stored {
+            cid: file.cid,
+            size,
+            content,
+        })
     }
 }
 
@@ -594,4 +682,38 @@ fn text_field(name: &str, value: &str, min: usize, max: usize) -> Result<(), Cha
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn difficulties_and_statuses_read_their_own_words_only() {
+        for (difficulty, name) in Difficulty::ALL.into_iter().zip(Difficulty::NAMES) {
+            assert_eq!(difficulty.as_str(), name);
+            assert_eq!(Difficulty::parse(name).unwrap(), difficulty);
+        }
+        for (status, name) in SubmissionStatus::ALL
+            .into_iter()
+            .zip(SubmissionStatus::NAMES)
+        {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(SubmissionStatus::parse(Some(name)).unwrap(), status);
+        }
+        assert_eq!(
+            SubmissionStatus::parse(None).unwrap(),
+            SubmissionStatus::Queued
+        );
+        for bad in ["", "Easy", "medium "] {
+            assert!(matches!(
+                Difficulty::parse(bad),
+                Err(ChallengeError::Invalid(m)) if m == "difficulty must be one of easy, medium, hard"
+            ));
+        }
+        assert!(matches!(
+            SubmissionStatus::parse(Some("done")),
+            Err(ChallengeError::Invalid(m)) if m.starts_with("status must be one of queued")
+        ));
+    }
 }

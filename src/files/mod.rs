@@ -12,6 +12,7 @@ pub mod unixfs;
 pub mod upload_request;
 pub mod verifiable;
 
+pub use crate::stores::postgres::PinState;
 pub use reconciler::ReconcileReport;
 pub use upload_request::PinWait;
 
@@ -652,7 +653,7 @@ impl Files {
             PinWait::Pinned => {
                 let (pin, reached) = self.wait_until_pinned(&cid, file.replication_min).await?;
                 if reached {
-                    file.pin_state = "pinned".to_owned();
+                    file.pin_state = PinState::Pinned;
                 }
                 (Some(pin), !reached)
             }
@@ -878,7 +879,7 @@ impl Files {
             if status.pinned_peers() >= replication_min.max(1) as usize {
                 self.stores
                     .postgres
-                    .set_pin_state(cid.as_str(), "pinned")
+                    .set_pin_state(cid.as_str(), PinState::Pinned)
                     .await?;
                 return Ok((status, true));
             }
@@ -889,9 +890,22 @@ impl Files {
         }
     }
 
+    /// A tenant's file about to be downloaded, and the bytes its download
+    /// sends: read before any byte is, so conditional and range answers
+    /// never open the content.
+    pub async fn to_download(
+        &self,
+        tenant: &TenantId,
+        cid: &ContentId,
+    ) -> Result<(FileRow, u64), FilesError> {
+        let file = self.file(tenant, cid).await?;
+        let size = self.download_size(&file).await?;
+        Ok((file, size))
+    }
+
     /// The bytes a download of `file` sends: an upload's size, or for a
     /// pin request the size of its content as a UnixFS file, read from Kubo.
-    pub async fn download_size(&self, file: &FileRow) -> Result<u64, FilesError> {
+    async fn download_size(&self, file: &FileRow) -> Result<u64, FilesError> {
         if file.kind == FileKind::Upload.as_str() {
             return Ok(file.size());
         }
@@ -907,12 +921,37 @@ impl Files {
         }
     }
 
-    /// Counts `bytes` of content sent to a client.
-    pub fn count_download(&self, bytes: u64) {
+    /// The bytes of `target` (a CID, or a CID and a path under it) in
+    /// `range`, `length` of them, streamed from Kubo and counted as the
+    /// tenant's download: the byte metric and the analytics event.
+    pub async fn download(
+        &self,
+        tenant: &TenantId,
+        target: &str,
+        range: Option<ByteRange>,
+        length: u64,
+    ) -> Result<ContentStream, FilesError> {
+        let partial = range.is_some();
+        let content = self.content(target, range).await?;
+        self.analytics
+            .file_downloaded(tenant, target, length, partial);
         self.metrics
             .file_bytes
             .with_label_values(&["download"])
-            .inc_by(bytes);
+            .inc_by(length);
+        Ok(content)
+    }
+
+    /// A file, with its pin as the Cluster sees it now. The live view is a
+    /// bonus: with the Cluster down the stored state stands alone.
+    pub async fn describe(
+        &self,
+        tenant: &TenantId,
+        cid: &ContentId,
+    ) -> Result<(FileRow, Option<PinStatus>), FilesError> {
+        let file = self.file(tenant, cid).await?;
+        let pin = self.pin_status(cid).await.ok();
+        Ok((file, pin))
     }
 
     pub async fn file(&self, tenant: &TenantId, cid: &ContentId) -> Result<FileRow, FilesError> {

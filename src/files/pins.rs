@@ -12,7 +12,7 @@ use super::{pin_name, ContentId, Files, FilesError};
 use crate::auth::TenantId;
 use crate::stores::cluster::PinRequest;
 use crate::stores::kubo::DagCheck;
-use crate::stores::postgres::{FileDeletion, FileRow, NewPin, PinFilter};
+use crate::stores::postgres::{FileDeletion, FileRow, NewPin, PinFilter, PinState};
 use crate::stores::StoreError;
 
 /// Where a pin request stands, in the Pinning Service's words.
@@ -73,9 +73,9 @@ pub fn progress_of(
     now: OffsetDateTime,
     fail_after: Duration,
 ) -> (PinProgress, Option<String>) {
-    match file.pin_state.as_str() {
-        "pinned" => (PinProgress::Pinned, None),
-        "error" => (
+    match file.pin_state {
+        PinState::Pinned => (PinProgress::Pinned, None),
+        PinState::Error => (
             PinProgress::Failed,
             Some("the Cluster reports an error pinning this CID".to_owned()),
         ),
@@ -170,7 +170,7 @@ impl Files {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.pinning.settle_wait_ms);
         let mut file = file;
-        while file.pin_state == "pinning" && tokio::time::Instant::now() < deadline {
+        while file.pin_state == PinState::Pinning && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
             if let Err(error) = self.refresh_pin(&file.cid, file.replication_min).await {
                 tracing::debug!(%error, "pin settle check failed");
@@ -196,7 +196,9 @@ impl Files {
             .filter(|file| file.tenant_id == tenant.as_str())
             .ok_or_else(not_found)?;
         let interval = Duration::from_millis(self.pinning.status_check_interval_ms);
-        if file.pin_state == "pinning" && postgres.take_status_check(&file.cid, interval).await? {
+        if file.pin_state == PinState::Pinning
+            && postgres.take_status_check(&file.cid, interval).await?
+        {
             match self.refresh_pin(&file.cid, file.replication_min).await {
                 Ok(()) => {
                     file = postgres
@@ -223,18 +225,18 @@ impl Files {
     ) -> Result<(), StoreError> {
         let status = self.stores.cluster.pin_status(cid).await?;
         let state = if status.pinned_peers() >= replication_min.max(1) as usize {
-            "pinned"
+            PinState::Pinned
         } else if status.has_errors() {
             tracing::warn!(%cid, error = status.first_error().unwrap_or(""), "pin failed");
-            "error"
+            PinState::Error
         } else {
-            "pinning"
+            PinState::Pinning
         };
         let postgres = &self.stores.postgres;
         postgres
             .set_pin_progress(cid, state, status.fetching())
             .await?;
-        if state == "pinned" {
+        if state == PinState::Pinned {
             self.record_pin_size(cid).await?;
         }
         Ok(())
@@ -363,7 +365,7 @@ impl Files {
 mod tests {
     use super::*;
 
-    fn file(pin_state: &str, fetching: bool, age_secs: i64) -> (FileRow, OffsetDateTime) {
+    fn file(pin_state: PinState, fetching: bool, age_secs: i64) -> (FileRow, OffsetDateTime) {
         let now = OffsetDateTime::now_utc();
         let file = FileRow {
             id: Uuid::nil(),
@@ -377,7 +379,7 @@ mod tests {
             metadata: serde_json::json!({}),
             kind: "pin".into(),
             origins: vec![],
-            pin_state: pin_state.into(),
+            pin_state,
             fetching,
             replication_min: 1,
             replication_max: 1,
@@ -391,18 +393,21 @@ mod tests {
     fn status_follows_the_blob_and_fails_after_the_bound() {
         let bound = Duration::from_secs(60);
         let cases = [
-            ("pinning", false, 1, PinProgress::Queued),
-            ("pinning", true, 1, PinProgress::Pinning),
-            ("pinned", true, 1, PinProgress::Pinned),
-            ("pinned", true, 600, PinProgress::Pinned),
-            ("error", true, 1, PinProgress::Failed),
-            ("pinning", true, 61, PinProgress::Failed),
-            ("pinning", false, 61, PinProgress::Failed),
+            (PinState::Pinning, false, 1, PinProgress::Queued),
+            (PinState::Pinning, true, 1, PinProgress::Pinning),
+            (PinState::Pinned, true, 1, PinProgress::Pinned),
+            (PinState::Pinned, true, 600, PinProgress::Pinned),
+            (PinState::Error, true, 1, PinProgress::Failed),
+            (PinState::Pinning, true, 61, PinProgress::Failed),
+            (PinState::Pinning, false, 61, PinProgress::Failed),
         ];
         for (state, fetching, age, expected) in cases {
             let (row, now) = file(state, fetching, age);
             let (progress, failure) = progress_of(&row, now, bound);
-            assert_eq!(progress, expected, "{state} fetching={fetching} age={age}");
+            assert_eq!(
+                progress, expected,
+                "{state:?} fetching={fetching} age={age}"
+            );
             assert_eq!(failure.is_some(), expected == PinProgress::Failed);
         }
     }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Files, FilesError, PIN_NAME_PREFIX};
+use super::{Files, FilesError, PinState, PIN_NAME_PREFIX};
 
 /// Rows looked at per kind and pass, so one pass stays short however much
 /// is pending.
@@ -71,7 +71,7 @@ impl Files {
                 // It refused this one CID; the others may still be fine.
                 Err(error) => {
                     tracing::warn!(%error, %cid, "pin status unavailable");
-                    postgres.set_pin_state(&cid, "error").await?;
+                    postgres.set_pin_state(&cid, PinState::Error).await?;
                     report.pins_failed += 1;
                     continue;
                 }
@@ -79,14 +79,14 @@ impl Files {
             let state = if status.pinned_peers() >= replication_min.max(1) as usize {
                 report.pins_pinned += 1;
                 metrics.with_label_values(&["pin_pinned"]).inc();
-                "pinned"
+                PinState::Pinned
             } else if status.has_errors() {
                 report.pins_failed += 1;
                 metrics.with_label_values(&["pin_error"]).inc();
-                "error"
+                PinState::Error
             } else {
                 // Still on its way: touched, so the next pass looks at others first.
-                "pinning"
+                PinState::Pinning
             };
             postgres
                 .set_pin_progress(&cid, state, status.fetching())

@@ -413,14 +413,14 @@ pub fn apply(document: &mut Value, settings: &Settings) {
         document,
         "CreateChallenge",
         "difficulty",
-        enumeration(crate::challenges::DIFFICULTIES),
+        enumeration(&crate::challenges::Difficulty::NAMES),
     );
     property(document, "SubmissionInput", "language", ascii(1, 64));
     property(
         document,
         "SubmissionInput",
         "status",
-        enumeration(crate::challenges::STATUSES),
+        enumeration(&crate::challenges::SubmissionStatus::NAMES),
     );
     property(
         document,

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use crate::auth::{Principal, Scope};
 use crate::challenges::leaderboard::Standing;
-use crate::challenges::{Challenges, LeaderboardSource, SubmissionInput};
+use crate::challenges::{Challenges, Difficulty, LeaderboardSource, OutputToSend, SubmissionInput};
 use crate::error_code::ErrorCode;
-use crate::files::{ContentId, FilesError};
+use crate::files::FilesError;
 use crate::http::error::{extractors, ApiError};
 use crate::http::form::{is_multipart, next_part, text_field};
 use crate::http::page_limit::page_limit;
@@ -101,7 +101,10 @@ async fn create_challenge(
                 slug: &body.slug,
                 title: &body.title,
                 description: &body.description,
-                difficulty: body.difficulty.as_deref().unwrap_or("medium"),
+                difficulty: body
+                    .difficulty
+                    .as_deref()
+                    .unwrap_or(Difficulty::Medium.as_str()),
             },
         )
         .await?;
@@ -246,22 +249,15 @@ async fn read_output(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Challenges)?;
-    let submission = state.challenges.submission(&principal.tenant, *id).await?;
     let mut response = HttpResponse::Ok();
     response.content_type("text/plain; charset=utf-8");
-    let Some(cid) = &submission.output_cid else {
-        return Ok(response.body(submission.output_inline.unwrap_or_default()));
-    };
-    let cid = ContentId::parse(cid).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let files = state.challenges.files();
-    let file = files.file(&principal.tenant, &cid).await?;
-    let content = files.content(&file.cid, None).await?;
-    files.count_download(file.size());
-    response.insert_header((
-        header::HeaderName::from_static("x-output-cid"),
-        cid.as_str(),
-    ));
-    Ok(response.no_chunking(file.size()).streaming(content))
+    match state.challenges.output(&principal.tenant, *id).await? {
+        OutputToSend::Inline(text) => Ok(response.body(text)),
+        OutputToSend::Stored { cid, size, content } => {
+            response.insert_header((header::HeaderName::from_static("x-output-cid"), cid));
+            Ok(response.no_chunking(size).streaming(content))
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -316,7 +316,7 @@ fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> FileRe
         created_at: rfc3339::format(row.created_at),
         updated_at: rfc3339::format(row.updated_at),
         pin: PinResponse {
-            status: row.pin_state.clone(),
+            status: row.pin_state.as_str().to_owned(),
             replication_min: row.replication_min,
             replication_max: row.replication_max,
             pinned_peers: pin.map(PinStatus::pinned_peers),
@@ -339,10 +339,8 @@ async fn describe(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::FilesRead)?;
     let cid = parse_cid(&cid)?;
-    let row = state.files.file(&principal.tenant, &cid).await?;
-    // The live view is a bonus: with the Cluster down the stored state stands.
-    let pin = state.files.pin_status(&cid).await.ok();
-    Ok(HttpResponse::Ok().json(file_json(&row, &state, pin.as_ref())))
+    let (file, pin) = state.files.describe(&principal.tenant, &cid).await?;
+    Ok(HttpResponse::Ok().json(file_json(&file, &state, pin.as_ref())))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -441,8 +439,7 @@ async fn download(
         return verifiable_answer(&state, &principal, grant.as_ref(), &req, &cid, "", &request)
             .await;
     }
-    let file = state.files.file(&principal.tenant, &cid).await?;
-    let size = state.files.download_size(&file).await?;
+    let (file, size) = state.files.to_download(&principal.tenant, &cid).await?;
     let bytes = BytesToSend {
         target: file.cid.clone(),
         etag: format!("\"{}\"", file.cid),
@@ -534,15 +531,14 @@ async fn send_bytes(
                 Result<bytes::Bytes, std::io::Error>,
             >()));
     }
-    let content = state.files.content(&target, range).await?;
+    let content = state
+        .files
+        .download(&principal.tenant, &target, range, length)
+        .await?;
     let content = idle::download(
         content,
         Duration::from_secs(state.settings.server.idle_timeout_secs),
     );
-    state
-        .analytics
-        .file_downloaded(&principal.tenant, &target, length, range.is_some());
-    state.files.count_download(length);
     Ok(response.no_chunking(length).streaming(content))
 }
 

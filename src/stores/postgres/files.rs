@@ -20,6 +20,40 @@ use uuid::Uuid;
 use super::{query_error, Postgres};
 use crate::stores::{StoreError, StoreKind};
 
+/// Where a blob's pin stands: the values `ipfs_blobs.pin_state` may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinState {
+    /// Asked of the Cluster, not yet held by enough peers.
+    Pinning,
+    Pinned,
+    /// The Cluster reported an error; the reconciler asks again.
+    Error,
+    /// No file refers to it any more; its unpin is under way.
+    Unpinning,
+}
+
+impl PinState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PinState::Pinning => "pinning",
+            PinState::Pinned => "pinned",
+            PinState::Error => "error",
+            PinState::Unpinning => "unpinning",
+        }
+    }
+
+    /// The column's text. Its CHECK constraint allows no other value; one
+    /// that slipped in anyway reads as an error, which the reconciler retries.
+    fn from_column(text: &str) -> Self {
+        match text {
+            "pinning" => PinState::Pinning,
+            "pinned" => PinState::Pinned,
+            "unpinning" => PinState::Unpinning,
+            _ => PinState::Error,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FileRow {
     pub id: Uuid,
@@ -37,7 +71,7 @@ pub struct FileRow {
     pub kind: String,
     /// Multiaddrs a pin request named as holding the content.
     pub origins: Vec<String>,
-    pub pin_state: String,
+    pub pin_state: PinState,
     /// Some Cluster peer has started fetching the content.
     pub fetching: bool,
     pub replication_min: i32,
@@ -127,7 +161,7 @@ impl FileRow {
             metadata: row.get("metadata"),
             kind: row.get("kind"),
             origins: row.get("origins"),
-            pin_state: row.get("pin_state"),
+            pin_state: PinState::from_column(row.get("pin_state")),
             fetching: row.get("fetching"),
             replication_min: row.get("replication_min"),
             replication_max: row.get("replication_max"),
@@ -266,7 +300,7 @@ impl Postgres {
         }
         self.step("commit", tx.commit()).await?;
         Ok(Some(BlobClaim {
-            needs_pin: pin_state != "pinned",
+            needs_pin: pin_state != PinState::Pinned.as_str(),
         }))
     }
 
@@ -747,7 +781,7 @@ impl Postgres {
             .await
     }
 
-    pub async fn set_pin_state(&self, cid: &str, pin_state: &str) -> Result<(), StoreError> {
+    pub async fn set_pin_state(&self, cid: &str, pin_state: PinState) -> Result<(), StoreError> {
         self.guard
             .run("set_pin_state", async {
                 let client = self.client().await?;
@@ -755,7 +789,7 @@ impl Postgres {
                     .execute(
                         "UPDATE ipfs_blobs SET pin_state = $2, updated_at = now() \
                          WHERE cid = $1 AND pin_state <> 'unpinning'",
-                        &[&cid, &pin_state],
+                        &[&cid, &pin_state.as_str()],
                     )
                     .await
                     .map_err(query_error)?;

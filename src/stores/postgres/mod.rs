@@ -11,7 +11,7 @@ pub use challenges::{
     BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, SubmissionRow, UserRow,
 };
 pub use files::{
-    BlobClaim, FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
+    BlobClaim, FileContent, FileDeletion, FileDetails, FilePage, FileRow, PinState, ReleasedClaim,
     Reservation,
 };
 pub use pins::{NameMatch, NewPin, PinFilter};

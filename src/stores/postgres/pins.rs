@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::files::{FileDeletion, FileRow, FILE_COLUMNS};
+use super::files::{FileDeletion, FileRow, PinState, FILE_COLUMNS};
 use super::Postgres;
 use crate::stores::StoreError;
 
@@ -218,14 +218,14 @@ impl Postgres {
     pub async fn set_pin_progress(
         &self,
         cid: &str,
-        pin_state: &str,
+        pin_state: PinState,
         fetching: bool,
     ) -> Result<(), StoreError> {
         self.execute(
             "set_pin_progress",
             "UPDATE ipfs_blobs SET pin_state = $2, fetching = fetching OR $3, updated_at = now() \
              WHERE cid = $1 AND pin_state <> 'unpinning'",
-            &[&cid, &pin_state, &fetching],
+            &[&cid, &pin_state.as_str(), &fetching],
         )
         .await
         .map(drop)
