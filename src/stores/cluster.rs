@@ -76,12 +76,24 @@ impl PinStatus {
     }
 }
 
+/// A CID the pin set does not hold (never pinned, or unpinned a moment
+/// ago while a re-pin is on its way) comes back with `null` allocations:
+/// it reads as allocated to nobody, not as a broken answer.
 #[derive(Deserialize)]
 struct GlobalPinInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     allocations: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     peer_map: std::collections::BTreeMap<String, PeerPinInfo>,
+}
+
+/// The Cluster's Go encoder writes an empty list or map as `null`.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -353,6 +365,22 @@ mod tests {
         let bare: PeerIdentity =
             serde_json::from_str(r#"{"version":"1.1.6","ipfs":null}"#).unwrap();
         assert!(bare.ipfs.is_none());
+    }
+
+    #[test]
+    fn a_cid_outside_the_pin_set_reads_as_allocated_to_nobody() {
+        let unknown = r#"{"cid":"bafkreihkusuu5iya4djmo5mwrs7ef4fvwuoov7plople5hx535wu5caimu","name":"","allocations":null,"origins":null,"metadata":null,"peer_map":{"12D3KooWA":{"peername":"p1","status":"unpinned","error":""}}}"#;
+        let status: PinStatus = serde_json::from_str::<GlobalPinInfo>(unknown)
+            .unwrap()
+            .into();
+        assert!(status.allocations.is_empty());
+        assert_eq!(status.pinned_peers(), 0);
+        assert_eq!(status.peers[0].status, "unpinned");
+        let no_peers: PinStatus =
+            serde_json::from_str::<GlobalPinInfo>(r#"{"allocations":null,"peer_map":null}"#)
+                .unwrap()
+                .into();
+        assert!(no_peers.peers.is_empty());
     }
 
     #[test]

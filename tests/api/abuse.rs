@@ -298,7 +298,9 @@ async fn uploads_and_deletes_of_one_content_race_without_deadlock_or_loss() {
             async move {
                 app.http
                     .post(app.url("/files/upload"))
-                    .query(&[("name", "race.txt")])
+                    // Waiting for the pin polls the Cluster while the
+                    // delete's unpin may have taken the pin out of its set.
+                    .query(&[("name", "race.txt"), ("wait", "pinned")])
                     .bearer_auth(key)
                     .body(content)
                     .send()

@@ -346,6 +346,35 @@ async fn any_file_name_downloads_under_its_own_name() {
     assert_eq!(meta["name"], name, "names are stored as given");
 }
 
+/// Right after a pin, a peer the Cluster allocated it to may not know it
+/// yet, and the Cluster's status then reads `"allocations": null`. Uploads
+/// on one peer, waiting for their pin, often poll just then; each must
+/// still end pinned.
+#[tokio::test]
+async fn uploads_waiting_for_a_fresh_single_peer_pin_end_pinned() {
+    let app = spawn_app().await;
+    let statuses = futures_util::future::join_all((0..24).map(|i| {
+        let app = &app;
+        async move {
+            let query = [
+                ("name", "one-peer.txt"),
+                ("replication_min", "1"),
+                ("replication_max", "1"),
+                ("wait", "pinned"),
+            ];
+            let response = app.upload(&query, unique_content(64 + i)).await;
+            let status = response.status().as_u16();
+            let body = json(response).await;
+            (status, body["pin"]["status"].clone())
+        }
+    }))
+    .await;
+    for (status, pin) in &statuses {
+        assert_eq!(*status, 201, "{statuses:?}");
+        assert_eq!(pin, "pinned", "{statuses:?}");
+    }
+}
+
 #[tokio::test]
 async fn shared_content_is_pinned_once_and_unpinned_after_the_last_delete() {
     let alice = spawn_app().await;
