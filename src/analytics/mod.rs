@@ -30,7 +30,6 @@ use crate::auth::TenantId;
 use crate::config::AnalyticsSettings;
 use crate::metrics::Metrics;
 use crate::stores::clickhouse::ClickHouse;
-use crate::stores::postgres::FileRow;
 use crate::stores::StoreError;
 use request_log::RequestLog;
 use shipping::Shipment;
@@ -73,6 +72,15 @@ pub enum IngestError {
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+}
+
+/// What the file statistics learn of a stored upload.
+pub struct UploadEvent<'a> {
+    pub tenant: &'a TenantId,
+    pub owner: Option<&'a str>,
+    pub cid: &'a str,
+    pub size_bytes: u64,
+    pub content_type: &'a str,
 }
 
 /// What the challenge statistics learn of a submission.
@@ -243,14 +251,14 @@ impl Analytics {
         Ok(ids)
     }
 
-    pub fn file_uploaded(&self, file: &FileRow) {
+    pub fn file_uploaded(&self, upload: &UploadEvent<'_>) {
         let row = serde_json::json!({
             "event_id": Uuid::new_v4().to_string(),
-            "tenant_id": file.tenant_id,
-            "owner_id": file.owner_id.clone().unwrap_or_default(),
-            "cid": file.cid,
-            "size_bytes": file.size(),
-            "content_type": file.content_type,
+            "tenant_id": upload.tenant.as_str(),
+            "owner_id": upload.owner.unwrap_or_default(),
+            "cid": upload.cid,
+            "size_bytes": upload.size_bytes,
+            "content_type": upload.content_type,
             "timestamp": OffsetDateTime::now_utc().unix_timestamp(),
         });
         self.record("file_uploads", &row);

@@ -6,6 +6,7 @@
 //! the challenge's leaderboard in Redis.
 
 pub mod leaderboard;
+mod model;
 
 use std::sync::Arc;
 
@@ -18,80 +19,10 @@ use crate::auth::TenantId;
 use crate::config::ChallengeSettings;
 use crate::files::{ContentId, Files, FilesError, StoredFile, UploadDetails};
 use crate::stores::kubo::ContentStream;
-use crate::stores::postgres::{
-    BestScore, ChallengeRow, NewChallenge, NewSubmission, NewUser, Postgres, SubmissionRow, UserRow,
-};
-use crate::stores::{StoreError, StoreKind};
+use crate::stores::postgres::{self as store, BestScore, NewSubmission, Postgres};
+use crate::stores::StoreError;
 use leaderboard::{Leaderboards, Standing};
-
-/// How hard a challenge is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Difficulty {
-    Easy,
-    Medium,
-    Hard,
-}
-
-impl Difficulty {
-    pub const ALL: [Difficulty; 3] = [Difficulty::Easy, Difficulty::Medium, Difficulty::Hard];
-    /// The words the API takes, in the order of [`Difficulty::ALL`].
-    pub const NAMES: [&'static str; 3] = ["easy", "medium", "hard"];
-
-    pub const fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    pub fn parse(text: &str) -> Result<Self, ChallengeError> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.as_str() == text)
-            .ok_or_else(|| {
-                ChallengeError::Invalid(format!(
-                    "difficulty must be one of {}",
-                    Self::NAMES.join(", ")
-                ))
-            })
-    }
-}
-
-/// Where a submission stands, as its submitter reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubmissionStatus {
-    Queued,
-    Running,
-    Passed,
-    Failed,
-    Error,
-}
-
-impl SubmissionStatus {
-    pub const ALL: [SubmissionStatus; 5] = [
-        SubmissionStatus::Queued,
-        SubmissionStatus::Running,
-        SubmissionStatus::Passed,
-        SubmissionStatus::Failed,
-        SubmissionStatus::Error,
-    ];
-    /// The words the API takes, in the order of [`SubmissionStatus::ALL`].
-    pub const NAMES: [&'static str; 5] = ["queued", "running", "passed", "failed", "error"];
-
-    pub const fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// A submission's status; absent means queued.
-    pub fn parse(text: Option<&str>) -> Result<Self, ChallengeError> {
-        let Some(text) = text else {
-            return Ok(SubmissionStatus::Queued);
-        };
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                ChallengeError::Invalid(format!("status must be one of {}", Self::NAMES.join(", ")))
-            })
-    }
-}
+pub use model::{Challenge, Difficulty, NewChallenge, NewUser, Submission, SubmissionStatus, User};
 
 /// Most users a leaderboard rebuild reads from Postgres.
 const REBUILD_MAX_USERS: i64 = 100_000;
@@ -131,7 +62,7 @@ pub enum SubmissionOutput {
     /// Stored in IPFS as a file of the tenant; `created` when the tenant
     /// had no file with this content before.
     Stored {
-        cid: String,
+        cid: ContentId,
         size: i64,
         created: bool,
     },
@@ -179,7 +110,7 @@ impl OutputSink<'_> {
 pub enum OutputToSend {
     Inline(String),
     Stored {
-        cid: String,
+        cid: ContentId,
         size: u64,
         content: ContentStream,
     },
@@ -229,7 +160,7 @@ impl Challenges {
         &self,
         tenant: &TenantId,
         user: NewUser<'_>,
-    ) -> Result<UserRow, ChallengeError> {
+    ) -> Result<User, ChallengeError> {
         text_field("external_id", user.external_id, 1, 256)?;
         text_field("display_name", user.display_name, 0, 256)?;
         if let Some(email) = user.email {
@@ -238,21 +169,25 @@ impl Challenges {
                 return Err(ChallengeError::Invalid("email must contain @".into()));
             }
         }
-        let external_id = user.external_id.to_owned();
-        self.postgres
-            .insert_user(tenant.as_str(), user)
-            .await?
-            .ok_or_else(|| {
-                ChallengeError::Conflict(format!(
-                    "a user with external_id {external_id:?} already exists"
-                ))
-            })
+        let row = store::NewUser {
+            external_id: user.external_id,
+            display_name: user.display_name,
+            email: user.email,
+        };
+        let inserted = self.postgres.insert_user(tenant.as_str(), row).await?;
+        inserted.map(User::from).ok_or_else(|| {
+            ChallengeError::Conflict(format!(
+                "a user with external_id {:?} already exists",
+                user.external_id
+            ))
+        })
     }
 
-    pub async fn user(&self, tenant: &TenantId, id: Uuid) -> Result<UserRow, ChallengeError> {
+    pub async fn user(&self, tenant: &TenantId, id: Uuid) -> Result<User, ChallengeError> {
         self.postgres
             .user(tenant.as_str(), id)
             .await?
+            .map(User::from)
             .ok_or_else(|| ChallengeError::NotFound(format!("no user {id} in this tenant")))
     }
 
@@ -260,7 +195,7 @@ impl Challenges {
         &self,
         tenant: &TenantId,
         challenge: NewChallenge<'_>,
-    ) -> Result<ChallengeRow, ChallengeError> {
+    ) -> Result<Challenge, ChallengeError> {
         text_field("slug", challenge.slug, 1, 128)?;
         if !challenge
             .slug
@@ -273,25 +208,31 @@ impl Challenges {
         }
         text_field("title", challenge.title, 1, 256)?;
         text_field("description", challenge.description, 0, 65_536)?;
-        Difficulty::parse(challenge.difficulty)?;
-        let slug = challenge.slug.to_owned();
-        self.postgres
-            .insert_challenge(tenant.as_str(), challenge)
-            .await?
-            .ok_or_else(|| {
-                ChallengeError::Conflict(format!("a challenge with slug {slug:?} already exists"))
-            })
+        let row = store::NewChallenge {
+            slug: challenge.slug,
+            title: challenge.title,
+            description: challenge.description,
+            difficulty: challenge.difficulty.as_str(),
+        };
+        let inserted = self.postgres.insert_challenge(tenant.as_str(), row).await?;
+        let Some(row) = inserted else {
+            return Err(ChallengeError::Conflict(format!(
+                "a challenge with slug {:?} already exists",
+                challenge.slug
+            )));
+        };
+        Ok(Challenge::try_from(row)?)
     }
 
     pub async fn challenge(
         &self,
         tenant: &TenantId,
         id: Uuid,
-    ) -> Result<ChallengeRow, ChallengeError> {
-        self.postgres
-            .challenge(tenant.as_str(), id)
-            .await?
-            .ok_or_else(|| ChallengeError::NotFound(format!("no challenge {id} in this tenant")))
+    ) -> Result<Challenge, ChallengeError> {
+        let row = self.postgres.challenge(tenant.as_str(), id).await?;
+        let row = row
+            .ok_or_else(|| ChallengeError::NotFound(format!("no challenge {id} in this tenant")))?;
+        Ok(Challenge::try_from(row)?)
     }
 
     /// Stores a submission: its output first (in IPFS when large), then the
@@ -303,7 +244,7 @@ impl Challenges {
         tenant: &TenantId,
         challenge_id: Uuid,
         mut input: SubmissionInput,
-    ) -> Result<SubmissionRow, ChallengeError> {
+    ) -> Result<Submission, ChallengeError> {
         self.check(tenant, challenge_id, &input).await?;
         let id = Uuid::new_v4();
         let output = match input.output.take() {
@@ -332,7 +273,7 @@ impl Challenges {
         challenge_id: Uuid,
         input: SubmissionInput,
         rest: F,
-    ) -> Result<SubmissionRow, ChallengeError>
+    ) -> Result<Submission, ChallengeError>
     where
         F: AsyncFnOnce(&mut OutputSink<'_>) -> Result<(), ChallengeError>,
     {
@@ -447,8 +388,8 @@ impl Challenges {
         let whole = futures_util::stream::iter(head.into_iter().map(Ok)).chain(body);
         let StoredFile { file, created } = self.files.store(tenant, whole, &details).await?;
         Ok(SubmissionOutput::Stored {
+            size: i64::try_from(file.charged_bytes()).unwrap_or(i64::MAX),
             cid: file.cid,
-            size: file.size_bytes.unwrap_or(0),
             created,
         })
     }
@@ -462,7 +403,7 @@ impl Challenges {
         id: Uuid,
         input: SubmissionInput,
         output: Option<SubmissionOutput>,
-    ) -> Result<SubmissionRow, ChallengeError> {
+    ) -> Result<Submission, ChallengeError> {
         let (output_inline, stored_output, output_size) = match &output {
             None => (None, None, 0),
             Some(SubmissionOutput::Inline(text)) => (Some(text.as_str()), None, text.len() as i64),
@@ -488,7 +429,7 @@ impl Challenges {
             )
             .await;
         let row = match inserted {
-            Ok(Some(row)) => row,
+            Ok(Some(row)) => Submission::try_from(row)?,
             Ok(None) | Err(_) => {
                 if let Some(output) = &output {
                     self.discard_output(tenant, output).await;
@@ -507,7 +448,7 @@ impl Challenges {
             challenge_id,
             user_id: row.user_id,
             submission_id: row.id,
-            status: &row.status,
+            status: row.status.as_str(),
             runtime_ms: row.runtime_ms,
         });
         if let Some(score) = row.score {
@@ -532,10 +473,7 @@ impl Challenges {
         else {
             return;
         };
-        let Ok(cid) = crate::files::ContentId::parse(cid) else {
-            return;
-        };
-        if let Err(error) = self.files.delete(tenant, &cid).await {
+        if let Err(error) = self.files.delete(tenant, cid).await {
             tracing::warn!(%error, %cid, "output of a failed submission left in IPFS");
         }
     }
@@ -544,11 +482,12 @@ impl Challenges {
         &self,
         tenant: &TenantId,
         id: Uuid,
-    ) -> Result<SubmissionRow, ChallengeError> {
-        self.postgres
-            .submission(tenant.as_str(), id)
-            .await?
-            .ok_or_else(|| ChallengeError::NotFound(format!("no submission {id} in this tenant")))
+    ) -> Result<Submission, ChallengeError> {
+        let row = self.postgres.submission(tenant.as_str(), id).await?;
+        let row = row.ok_or_else(|| {
+            ChallengeError::NotFound(format!("no submission {id} in this tenant"))
+        })?;
+        Ok(Submission::try_from(row)?)
     }
 
     /// The challenge's best `limit` users: from Redis, rebuilt there from
@@ -641,12 +580,12 @@ impl Challenges {
                 submission.output_inline.unwrap_or_default(),
             ));
         };
-        let cid = ContentId::parse(&cid).map_err(|e| {
-            StoreError::failed(StoreKind::Postgres, format!("stored CID {cid:?}: {e}"))
-        })?;
         let file = self.files.file(tenant, &cid).await?;
-        let size = file.size();
-        let content = self.files.download(tenant, &file.cid, None, size).await?;
+        let size = file.charged_bytes();
+        let content = self
+            .files
+            .download(tenant, file.cid.as_str(), None, size)
+            .await?;
         Ok(OutputToSend::Stored {
             cid: file.cid,
             size,
@@ -682,38 +621,4 @@ fn text_field(name: &str, value: &str, min: usize, max: usize) -> Result<(), Cha
         )));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn difficulties_and_statuses_read_their_own_words_only() {
-        for (difficulty, name) in Difficulty::ALL.into_iter().zip(Difficulty::NAMES) {
-            assert_eq!(difficulty.as_str(), name);
-            assert_eq!(Difficulty::parse(name).unwrap(), difficulty);
-        }
-        for (status, name) in SubmissionStatus::ALL
-            .into_iter()
-            .zip(SubmissionStatus::NAMES)
-        {
-            assert_eq!(status.as_str(), name);
-            assert_eq!(SubmissionStatus::parse(Some(name)).unwrap(), status);
-        }
-        assert_eq!(
-            SubmissionStatus::parse(None).unwrap(),
-            SubmissionStatus::Queued
-        );
-        for bad in ["", "Easy", "medium "] {
-            assert!(matches!(
-                Difficulty::parse(bad),
-                Err(ChallengeError::Invalid(m)) if m == "difficulty must be one of easy, medium, hard"
-            ));
-        }
-        assert!(matches!(
-            SubmissionStatus::parse(Some("done")),
-            Err(ChallengeError::Invalid(m)) if m.starts_with("status must be one of queued")
-        ));
-    }
 }

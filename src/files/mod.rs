@@ -4,6 +4,7 @@
 pub mod byte_range;
 pub mod car;
 pub mod content_id;
+mod file;
 pub mod pins;
 mod reconciler;
 mod running_hash;
@@ -12,7 +13,10 @@ pub mod unixfs;
 pub mod upload_request;
 pub mod verifiable;
 
+pub use crate::stores::cluster::{PeerPinStatus, PinStatus};
+pub use crate::stores::kubo::ListedEntry;
 pub use crate::stores::postgres::PinState;
+pub use file::{File, FileKind, FilePage};
 pub use reconciler::ReconcileReport;
 pub use upload_request::PinWait;
 
@@ -26,16 +30,14 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::admission::{Admission, Overloaded};
-use crate::analytics::Analytics;
+use crate::analytics::{Analytics, UploadEvent};
 use crate::auth::TenantId;
 use crate::config::{FilesSettings, PinningSettings};
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
-use crate::stores::cluster::{PinRequest, PinStatus};
-use crate::stores::kubo::{AddOptions, ContentSize, ContentStream, DagCheck, ListedEntry};
-use crate::stores::postgres::{
-    FileContent, FileDeletion, FileDetails, FilePage, FileRow, ReleasedClaim,
-};
+use crate::stores::cluster::PinRequest;
+use crate::stores::kubo::{AddOptions, ContentSize, ContentStream, DagCheck};
+use crate::stores::postgres::{FileContent, FileDeletion, FileDetails, ReleasedClaim};
 use crate::stores::{StoreError, Stores};
 pub use byte_range::{requested_range, ByteRange, RangeError};
 pub use content_id::{ContentId, InvalidCid};
@@ -149,27 +151,6 @@ pub struct ReceivedContent {
     pub dag_bytes: u64,
 }
 
-/// How a file came: its bytes uploaded, a CAR of its DAG uploaded, or a
-/// pin request the Cluster fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Upload,
-    Car,
-    Directory,
-    Pin,
-}
-
-impl FileKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileKind::Upload => "upload",
-            FileKind::Car => "car",
-            FileKind::Directory => "directory",
-            FileKind::Pin => "pin",
-        }
-    }
-}
-
 /// What a caller says about an upload.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UploadDetails {
@@ -184,27 +165,16 @@ pub struct UploadDetails {
 /// A file stored in one call, and whether it is new: content the tenant
 /// already had is the same file as before.
 pub struct StoredFile {
-    pub file: FileRow,
+    pub file: File,
     pub created: bool,
 }
 
 /// An upload's file and its pin, as the answer reports them.
 pub struct Uploaded {
-    pub file: FileRow,
+    pub file: File,
     pub pin: Option<PinStatus>,
     /// With [`PinWait::Pinned`]: the wait ended before enough peers held it.
     pub still_pinning: bool,
-}
-
-/// The CID of a stored file, which Postgres only ever holds parsed.
-fn stored_cid(file: &FileRow) -> Result<ContentId, FilesError> {
-    ContentId::parse(&file.cid).map_err(|e| {
-        StoreError::failed(
-            crate::stores::StoreKind::Postgres,
-            format!("stored CID {:?}: {e}", file.cid),
-        )
-        .into()
-    })
 }
 
 /// Where an upload's content goes: into Kubo, within the bytes the upload
@@ -620,12 +590,18 @@ impl Files {
     }
 
     /// A committed upload, counted in the metrics and the analytics events.
-    fn stored(&self, pending: Uuid, file: FileRow) -> StoredFile {
+    fn stored(&self, pending: Uuid, file: File) -> StoredFile {
         self.metrics
             .file_bytes
             .with_label_values(&["upload"])
-            .inc_by(file.size());
-        self.analytics.file_uploaded(&file);
+            .inc_by(file.charged_bytes());
+        self.analytics.file_uploaded(&UploadEvent {
+            tenant: &file.tenant,
+            owner: file.owner.as_deref(),
+            cid: file.cid.as_str(),
+            size_bytes: file.charged_bytes(),
+            content_type: &file.content_type,
+        });
         StoredFile {
             // The pending row became the file unless the tenant already
             // had one with this content.
@@ -648,7 +624,7 @@ impl Files {
         Fut: Future<Output = Result<(ReceivedContent, UploadDetails), FilesError>>,
     {
         let mut file = self.upload(tenant, expected_bytes, read).await?.file;
-        let cid = stored_cid(&file)?;
+        let cid = file.cid.clone();
         let (pin, still_pinning) = match wait {
             PinWait::Pinned => {
                 let (pin, reached) = self.wait_until_pinned(&cid, file.replication_min).await?;
@@ -757,7 +733,7 @@ impl Files {
         content: &ReceivedContent,
         details: &UploadDetails,
         bound_types: &[String],
-    ) -> Result<FileRow, FilesError> {
+    ) -> Result<File, FilesError> {
         let content_type = self.content_type(content, details, bound_types)?;
         let size = i64::try_from(content.size).map_err(|_| FilesError::TooLarge {
             limit: i64::MAX as u64,
@@ -789,7 +765,7 @@ impl Files {
                 })
                 .await?;
         }
-        Ok(postgres
+        let row = postgres
             .commit_file(
                 pending,
                 &content.cid,
@@ -800,7 +776,8 @@ impl Files {
                     metadata: &details.metadata,
                 },
             )
-            .await?)
+            .await?;
+        Ok(File::try_from(row)?)
     }
 
     /// Rolls back an upload that failed: its reservation, its claim, and
@@ -897,7 +874,7 @@ impl Files {
         &self,
         tenant: &TenantId,
         cid: &ContentId,
-    ) -> Result<(FileRow, u64), FilesError> {
+    ) -> Result<(File, u64), FilesError> {
         let file = self.file(tenant, cid).await?;
         let size = self.download_size(&file).await?;
         Ok((file, size))
@@ -905,11 +882,11 @@ impl Files {
 
     /// The bytes a download of `file` sends: an upload's size, or for a
     /// pin request the size of its content as a UnixFS file, read from Kubo.
-    async fn download_size(&self, file: &FileRow) -> Result<u64, FilesError> {
-        if file.kind == FileKind::Upload.as_str() {
-            return Ok(file.size());
+    async fn download_size(&self, file: &File) -> Result<u64, FilesError> {
+        if file.kind == FileKind::Upload {
+            return Ok(file.charged_bytes());
         }
-        match self.stores.kubo.content_size(&file.cid).await? {
+        match self.stores.kubo.content_size(file.cid.as_str()).await? {
             ContentSize::File(bytes) => Ok(bytes),
             ContentSize::Tree(_) => Err(FilesError::invalid(
                 ErrorCode::NotAFile,
@@ -948,18 +925,20 @@ impl Files {
         &self,
         tenant: &TenantId,
         cid: &ContentId,
-    ) -> Result<(FileRow, Option<PinStatus>), FilesError> {
+    ) -> Result<(File, Option<PinStatus>), FilesError> {
         let file = self.file(tenant, cid).await?;
         let pin = self.pin_status(cid).await.ok();
         Ok((file, pin))
     }
 
-    pub async fn file(&self, tenant: &TenantId, cid: &ContentId) -> Result<FileRow, FilesError> {
-        self.stores
+    pub async fn file(&self, tenant: &TenantId, cid: &ContentId) -> Result<File, FilesError> {
+        let row = self
+            .stores
             .postgres
             .file(tenant.as_str(), cid.as_str())
             .await?
-            .ok_or_else(|| FilesError::NotFound(cid.to_string()))
+            .ok_or_else(|| FilesError::NotFound(cid.to_string()))?;
+        Ok(File::try_from(row)?)
     }
 
     pub async fn list(
@@ -969,11 +948,19 @@ impl Files {
         after: Option<(time::OffsetDateTime, Uuid)>,
         limit: i64,
     ) -> Result<FilePage, FilesError> {
-        Ok(self
+        let page = self
             .stores
             .postgres
             .files(tenant.as_str(), owner, after, limit)
-            .await?)
+            .await?;
+        Ok(FilePage {
+            files: page
+                .files
+                .into_iter()
+                .map(File::try_from)
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
     }
 
     pub async fn pin_status(&self, cid: &ContentId) -> Result<PinStatus, FilesError> {

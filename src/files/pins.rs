@@ -8,11 +8,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{pin_name, ContentId, Files, FilesError};
+use super::{pin_name, ContentId, File, Files, FilesError};
 use crate::auth::TenantId;
 use crate::stores::cluster::PinRequest;
 use crate::stores::kubo::DagCheck;
-use crate::stores::postgres::{FileDeletion, FileRow, NewPin, PinFilter, PinState};
+use crate::stores::postgres::{FileDeletion, FileRow, NewPin, PinState};
+pub use crate::stores::postgres::{NameMatch, PinFilter};
 use crate::stores::StoreError;
 
 /// Where a pin request stands, in the Pinning Service's words.
@@ -52,7 +53,7 @@ pub(super) type Delegates = (std::time::Instant, Vec<String>);
 /// A file seen as a pin request: its status, and why it failed.
 #[derive(Debug, Clone)]
 pub struct TrackedPin {
-    pub file: FileRow,
+    pub file: File,
     pub progress: PinProgress,
     pub failure: Option<String>,
 }
@@ -69,7 +70,7 @@ pub struct PinSpec {
 
 /// The status of a file as a pin request, from its blob's state and its age.
 pub fn progress_of(
-    file: &FileRow,
+    file: &File,
     now: OffsetDateTime,
     fail_after: Duration,
 ) -> (PinProgress, Option<String>) {
@@ -96,13 +97,14 @@ impl Files {
         Duration::from_secs(self.pinning.fail_after_secs)
     }
 
-    fn track(&self, file: FileRow) -> TrackedPin {
+    fn track(&self, file: FileRow) -> Result<TrackedPin, FilesError> {
+        let file = File::try_from(file)?;
         let (progress, failure) = progress_of(&file, OffsetDateTime::now_utc(), self.fail_after());
-        TrackedPin {
+        Ok(TrackedPin {
             file,
             progress,
             failure,
-        }
+        })
     }
 
     /// Records a pin request and hands the pin to the Cluster, with the
@@ -153,7 +155,7 @@ impl Files {
             Err(error) => Err(error),
         };
         match committed {
-            Ok(Some(file)) => Ok(self.track(self.settle(file).await)),
+            Ok(Some(file)) => self.track(self.settle(file).await),
             Ok(None) => Err(FilesError::Expired),
             Err(error) => {
                 self.roll_back(pending).await;
@@ -213,7 +215,7 @@ impl Files {
                 Err(error) => tracing::warn!(%error, cid = %file.cid, "pin status check failed"),
             }
         }
-        Ok(self.track(file))
+        self.track(file)
     }
 
     /// Asks the Cluster where the pin of `cid` stands and records it; once
@@ -281,7 +283,8 @@ impl Files {
             .postgres
             .pin_requests(tenant.as_str(), &filter)
             .await?;
-        Ok((count, files.into_iter().map(|f| self.track(f)).collect()))
+        let tracked = files.into_iter().map(|f| self.track(f));
+        Ok((count, tracked.collect::<Result<_, _>>()?))
     }
 
     /// Replaces pin request `id` with a new one (a new id): the new pin is
@@ -365,19 +368,19 @@ impl Files {
 mod tests {
     use super::*;
 
-    fn file(pin_state: PinState, fetching: bool, age_secs: i64) -> (FileRow, OffsetDateTime) {
+    fn file(pin_state: PinState, fetching: bool, age_secs: i64) -> (File, OffsetDateTime) {
         let now = OffsetDateTime::now_utc();
-        let file = FileRow {
+        let file = File {
             id: Uuid::nil(),
-            tenant_id: "t".into(),
-            cid: "bafkqaaa".into(),
-            owner_id: None,
+            tenant: TenantId::parse("t").unwrap(),
+            cid: ContentId::parse("bafkqaaa").unwrap(),
+            owner: None,
             name: "n".into(),
-            size_bytes: None,
+            size: None,
             content_type: "application/octet-stream".into(),
             sha256: None,
             metadata: serde_json::json!({}),
-            kind: "pin".into(),
+            kind: super::super::FileKind::Pin,
             origins: vec![],
             pin_state,
             fetching,

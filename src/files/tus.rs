@@ -317,8 +317,7 @@ impl Files {
         // The last byte's answer waits for the pin when the upload asked.
         if let Some(stored) = &appended.stored {
             if appended.upload.details.wait_for_pin {
-                let cid = super::stored_cid(&stored.file)?;
-                self.wait_until_pinned(&cid, stored.file.replication_min)
+                self.wait_until_pinned(&stored.file.cid, stored.file.replication_min)
                     .await?;
             }
         }
@@ -440,11 +439,11 @@ impl Files {
             Ok(stored) => {
                 self.stores
                     .postgres
-                    .complete_tus_upload(row.id, &stored.file.cid)
+                    .complete_tus_upload(row.id, stored.file.cid.as_str())
                     .await?;
                 Ok(Appended {
                     upload: TusUpload {
-                        completed: Some(stored.file.cid.clone()),
+                        completed: Some(stored.file.cid.to_string()),
                         ..upload
                     },
                     stored: Some(stored),

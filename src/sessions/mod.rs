@@ -125,10 +125,6 @@ impl Sessions {
         }
     }
 
-    pub fn sliding_by_default(&self) -> bool {
-        self.settings.sliding
-    }
-
     pub async fn create(
         &self,
         tenant: &TenantId,
@@ -189,14 +185,16 @@ impl Sessions {
         )
     }
 
+    /// The session, its idle expiry slid forward when `slide` asks (by
+    /// default, when `sessions.sliding` does).
     pub async fn get(
         &self,
         tenant: &TenantId,
-        id: &str,
-        slide: bool,
+        id: &SessionId,
+        slide: Option<bool>,
     ) -> Result<Session, SessionError> {
-        let id = SessionId::parse(id)?;
-        let keys = Keys::new(tenant, &id);
+        let slide = slide.unwrap_or(self.settings.sliding);
+        let keys = Keys::new(tenant, id);
         let mut call = self.scripts.get.prepare_invoke();
         call.key(&keys.session).arg(u8::from(slide));
         let record: Option<Record> = self
@@ -206,19 +204,18 @@ impl Sessions {
             })
             .await?;
         self.count(if record.is_some() { "read" } else { "missed" }, 1);
-        session(&id, record.ok_or(SessionError::NotFound)?)
+        session(id, record.ok_or(SessionError::NotFound)?)
     }
 
     pub async fn update(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &SessionId,
         expected: Expected,
         data: &serde_json::Value,
     ) -> Result<Session, SessionError> {
-        let id = SessionId::parse(id)?;
         let data = self.encode_data(data)?;
-        let keys = Keys::new(tenant, &id);
+        let keys = Keys::new(tenant, id);
         let mut call = self.scripts.update.prepare_invoke();
         call.key(&keys.session)
             .arg(match expected {
@@ -244,7 +241,7 @@ impl Sessions {
                     redis::from_redis_value(redis::Value::Array(reply[1..].to_vec()))
                         .map_err(unexpected)?;
                 self.count("updated", 1);
-                session(&id, record)
+                session(id, record)
             }
             -1 => {
                 let current: u64 = reply
@@ -261,10 +258,9 @@ impl Sessions {
 
     /// Moves the session to a new id, as a privilege change calls for; the
     /// old id stops working at once.
-    pub async fn rotate(&self, tenant: &TenantId, id: &str) -> Result<Session, SessionError> {
-        let id = SessionId::parse(id)?;
+    pub async fn rotate(&self, tenant: &TenantId, id: &SessionId) -> Result<Session, SessionError> {
         let new_id = id.rotated();
-        let keys = Keys::new(tenant, &id);
+        let keys = Keys::new(tenant, id);
         let new_keys = Keys::new(tenant, &new_id);
         let mut call = self.scripts.rotate.prepare_invoke();
         call.key(&keys.session)
@@ -280,16 +276,15 @@ impl Sessions {
             .await?;
         let record = record.ok_or(SessionError::NotFound)?;
         self.count("rotated", 1);
-        if let Err(error) = self.rename(tenant, &id, &new_id).await {
+        if let Err(error) = self.rename(tenant, id, &new_id).await {
             // Counted under the old id until a sweep finds it gone.
             tracing::warn!(%error, "rotated session not renamed in its tenant's count");
         }
         session(&new_id, record)
     }
 
-    pub async fn delete(&self, tenant: &TenantId, id: &str) -> Result<(), SessionError> {
-        let id = SessionId::parse(id)?;
-        let keys = Keys::new(tenant, &id);
+    pub async fn delete(&self, tenant: &TenantId, id: &SessionId) -> Result<(), SessionError> {
+        let keys = Keys::new(tenant, id);
         let mut call = self.scripts.delete.prepare_invoke();
         call.key(&keys.session).key(&keys.index).arg(id.secret());
         let deleted: u64 = self

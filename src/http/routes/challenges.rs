@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use crate::auth::{Principal, Scope};
 use crate::challenges::leaderboard::Standing;
-use crate::challenges::{Challenges, Difficulty, LeaderboardSource, OutputToSend, SubmissionInput};
+use crate::challenges::{
+    Challenge, Challenges, Difficulty, LeaderboardSource, NewChallenge, NewUser, OutputToSend,
+    Submission, SubmissionInput, User,
+};
 use crate::error_code::ErrorCode;
 use crate::files::FilesError;
 use crate::http::error::{extractors, ApiError};
@@ -18,7 +21,6 @@ use crate::http::page_limit::page_limit;
 use crate::http::resource;
 use crate::http::AppState;
 use crate::rfc3339;
-use crate::stores::postgres::{ChallengeRow, NewChallenge, NewUser, SubmissionRow, UserRow};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_submission_bytes: usize) {
     cfg.service(resource("/users").route(web::post().to(create_user)))
@@ -93,6 +95,10 @@ async fn create_challenge(
     body: web::Json<CreateChallenge>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Challenges)?;
+    let difficulty = match body.difficulty.as_deref() {
+        Some(word) => Difficulty::parse(word)?,
+        None => Difficulty::Medium,
+    };
     let challenge = state
         .challenges
         .create_challenge(
@@ -101,10 +107,7 @@ async fn create_challenge(
                 slug: &body.slug,
                 title: &body.title,
                 description: &body.description,
-                difficulty: body
-                    .difficulty
-                    .as_deref()
-                    .unwrap_or(Difficulty::Medium.as_str()),
+                difficulty,
             },
         )
         .await?;
@@ -162,7 +165,7 @@ async fn submit_form(
     req: &HttpRequest,
     payload: impl futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
         + 'static,
-) -> Result<SubmissionRow, ApiError> {
+) -> Result<Submission, ApiError> {
     let mut form = Multipart::new(req.headers(), payload);
     let expected = |what: &str| {
         FilesError::invalid(
@@ -254,7 +257,10 @@ async fn read_output(
     match state.challenges.output(&principal.tenant, *id).await? {
         OutputToSend::Inline(text) => Ok(response.body(text)),
         OutputToSend::Stored { cid, size, content } => {
-            response.insert_header((header::HeaderName::from_static("x-output-cid"), cid));
+            response.insert_header((
+                header::HeaderName::from_static("x-output-cid"),
+                cid.to_string(),
+            ));
             Ok(response.no_chunking(size).streaming(content))
         }
     }
@@ -270,7 +276,7 @@ struct UserResponse {
     created_at: String,
 }
 
-fn user_json(user: &UserRow) -> UserResponse {
+fn user_json(user: &User) -> UserResponse {
     UserResponse {
         id: user.id,
         external_id: user.external_id.clone(),
@@ -292,13 +298,13 @@ struct ChallengeResponse {
     created_at: String,
 }
 
-fn challenge_json(challenge: &ChallengeRow) -> ChallengeResponse {
+fn challenge_json(challenge: &Challenge) -> ChallengeResponse {
     ChallengeResponse {
         id: challenge.id,
         slug: challenge.slug.clone(),
         title: challenge.title.clone(),
         description: challenge.description.clone(),
-        difficulty: challenge.difficulty.clone(),
+        difficulty: challenge.difficulty.as_str().to_owned(),
         created_at: rfc3339::format(challenge.created_at),
     }
 }
@@ -309,11 +315,11 @@ fn challenge_json(challenge: &ChallengeRow) -> ChallengeResponse {
 enum OutputResponse {
     Inline {
         text: Option<String>,
-        size: Option<i64>,
+        size: Option<u64>,
     },
     Ipfs {
         cid: String,
-        size: Option<i64>,
+        size: Option<u64>,
         /// Where the output streams from: `/submissions/{id}/output`.
         url: String,
     },
@@ -335,10 +341,10 @@ struct SubmissionResponse {
     created_at: String,
 }
 
-fn submission_json(submission: &SubmissionRow) -> SubmissionResponse {
+fn submission_json(submission: &Submission) -> SubmissionResponse {
     let output = match &submission.output_cid {
         Some(cid) => OutputResponse::Ipfs {
-            cid: cid.clone(),
+            cid: cid.to_string(),
             size: submission.output_size,
             url: format!("/submissions/{}/output", submission.id),
         },
@@ -353,7 +359,7 @@ fn submission_json(submission: &SubmissionRow) -> SubmissionResponse {
         user_id: submission.user_id,
         language: submission.language.clone(),
         code: submission.code.clone(),
-        status: submission.status.clone(),
+        status: submission.status.as_str().to_owned(),
         score: submission.score,
         runtime_ms: submission.runtime_ms,
         output,

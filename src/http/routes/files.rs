@@ -13,8 +13,8 @@ use crate::error_code::ErrorCode;
 use crate::files::upload_request::{common_folder, relative_path, upload_details, UploadFields};
 use crate::files::verifiable::VerifiableRequest;
 use crate::files::{
-    requested_range, ContentId, ContentSink, DirectoryEntry, FilesError, PathEntry, PinWait,
-    RangeError, ReceivedContent,
+    requested_range, ContentId, ContentSink, DirectoryEntry, File, FilesError, PathEntry,
+    PinStatus, PinWait, RangeError, ReceivedContent,
 };
 use crate::http::error::ApiError;
 use crate::http::form::{is_multipart, next_part, text_field};
@@ -24,8 +24,6 @@ use crate::http::resource;
 use crate::http::AppState;
 use crate::links::LinkGrant;
 use crate::rfc3339;
-use crate::stores::cluster::PinStatus;
-use crate::stores::postgres::FileRow;
 
 /// Content never changes under a CID, so a client may keep it for good; but
 /// it is a tenant's private file, so no shared cache may keep it.
@@ -259,7 +257,7 @@ struct FileResponse {
     name: String,
     /// Bytes charged to the tenant's quota; null for a pin request not
     /// pinned yet.
-    size: Option<i64>,
+    size: Option<u64>,
     content_type: String,
     /// Hex SHA-256 of the content; null for a pin request (its bytes never
     /// passed the gateway).
@@ -290,7 +288,7 @@ struct PinResponse {
     pinned_peers: Option<usize>,
     allocations: Option<Vec<String>>,
     #[schema(value_type = Option<Vec<Object>>)]
-    peers: Option<Vec<crate::stores::cluster::PeerPinStatus>>,
+    peers: Option<Vec<crate::files::PeerPinStatus>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -300,25 +298,25 @@ struct FilePage {
     next_cursor: Option<String>,
 }
 
-fn file_json(row: &FileRow, state: &AppState, pin: Option<&PinStatus>) -> FileResponse {
+fn file_json(file: &File, state: &AppState, pin: Option<&PinStatus>) -> FileResponse {
     let gateway = state.settings.kubo.gateway_url.trim_end_matches('/');
     FileResponse {
-        cid: row.cid.clone(),
-        name: row.name.clone(),
-        size: row.size_bytes,
-        content_type: row.content_type.clone(),
-        sha256: row.sha256.as_deref().map(hex::encode),
-        kind: row.kind.clone(),
-        owner: row.owner_id.clone(),
-        metadata: row.metadata.clone(),
-        url: format!("{gateway}/ipfs/{}", row.cid),
-        download_url: format!("/files/{}/download", row.cid),
-        created_at: rfc3339::format(row.created_at),
-        updated_at: rfc3339::format(row.updated_at),
+        cid: file.cid.to_string(),
+        name: file.name.clone(),
+        size: file.size,
+        content_type: file.content_type.clone(),
+        sha256: file.sha256.as_deref().map(hex::encode),
+        kind: file.kind.as_str().to_owned(),
+        owner: file.owner.clone(),
+        metadata: file.metadata.clone(),
+        url: format!("{gateway}/ipfs/{}", file.cid),
+        download_url: format!("/files/{}/download", file.cid),
+        created_at: rfc3339::format(file.created_at),
+        updated_at: rfc3339::format(file.updated_at),
         pin: PinResponse {
-            status: row.pin_state.as_str().to_owned(),
-            replication_min: row.replication_min,
-            replication_max: row.replication_max,
+            status: file.pin_state.as_str().to_owned(),
+            replication_min: file.replication_min,
+            replication_max: file.replication_max,
             pinned_peers: pin.map(PinStatus::pinned_peers),
             allocations: pin.map(|p| p.allocations.clone()),
             peers: pin.map(|p| p.peers.clone()),
@@ -441,7 +439,7 @@ async fn download(
     }
     let (file, size) = state.files.to_download(&principal.tenant, &cid).await?;
     let bytes = BytesToSend {
-        target: file.cid.clone(),
+        target: file.cid.to_string(),
         etag: format!("\"{}\"", file.cid),
         name: &file.name,
         content_type: &file.content_type,
@@ -587,7 +585,7 @@ async fn plain_answer(
 struct FolderListing {
     cid: String,
     path: String,
-    entries: Vec<crate::stores::kubo::ListedEntry>,
+    entries: Vec<crate::files::ListedEntry>,
     /// More entries than one listing answers (crate::files::MAX_LISTED).
     more: bool,
 }

@@ -11,12 +11,11 @@ use uuid::Uuid;
 
 use crate::auth::{Principal, Scope};
 use crate::error_code::ErrorCode;
-use crate::files::pins::{PinProgress, PinSpec, TrackedPin};
+use crate::files::pins::{NameMatch, PinFilter, PinProgress, PinSpec, TrackedPin};
 use crate::files::ContentId;
 use crate::http::error::ApiError;
 use crate::http::resource;
 use crate::http::AppState;
-use crate::stores::postgres::{NameMatch, PinFilter};
 
 /// Most CIDs one listing may name, as the specification bounds them.
 const MAX_LISTED_CIDS: usize = 10;
@@ -136,7 +135,7 @@ fn answer(pin: TrackedPin, delegates: &[String]) -> PinStatusAnswer {
         status: pin.progress.as_str(),
         created: file.created_at.format(&Rfc3339).unwrap_or_default(),
         pin: PinAnswer {
-            cid: file.cid,
+            cid: file.cid.to_string(),
             name: (!file.name.is_empty()).then_some(file.name),
             origins: file.origins,
             meta,

@@ -11,7 +11,7 @@ use crate::error_code::ErrorCode;
 use crate::http::error::ApiError;
 use crate::http::resource;
 use crate::http::AppState;
-use crate::sessions::{Expected, Session};
+use crate::sessions::{Expected, Session, SessionError, SessionId};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/session/create").route(web::post().to(create)))
@@ -77,10 +77,11 @@ async fn read(
     options: web::Query<ReadOptions>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Sessions)?;
-    let slide = options
-        .slide
-        .unwrap_or_else(|| state.sessions.sliding_by_default());
-    let session = state.sessions.get(&principal.tenant, &id, slide).await?;
+    let id = session_id(&id)?;
+    let session = state
+        .sessions
+        .get(&principal.tenant, &id, options.slide)
+        .await?;
     Ok(with_version(HttpResponse::Ok(), &session))
 }
 
@@ -103,6 +104,7 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Sessions)?;
     let expected = expected_version(&req)?;
+    let id = session_id(&id)?;
     let session = state
         .sessions
         .update(&principal.tenant, &id, expected, &body.data)
@@ -117,6 +119,7 @@ async fn rotate(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Sessions)?;
+    let id = session_id(&id)?;
     let session = state.sessions.rotate(&principal.tenant, &id).await?;
     Ok(with_version(HttpResponse::Ok(), &session))
 }
@@ -128,6 +131,7 @@ async fn revoke(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Sessions)?;
+    let id = session_id(&id)?;
     state.sessions.delete(&principal.tenant, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -185,6 +189,11 @@ async fn revoke_all(
 }
 
 /// The session as JSON, its version as the ETag for a later `If-Match`.
+/// A path's session id, parsed before any store is asked.
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|e| SessionError::from(e).into())
+}
+
 fn with_version(mut response: actix_web::HttpResponseBuilder, session: &Session) -> HttpResponse {
     response
         .insert_header(header::ETag(EntityTag::new_strong(
