@@ -188,7 +188,7 @@ for variant in default lifted; do
 done
 
 log "redis-benchmark: GET and EVALSHA of the rate-limit script"
-sha=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/rate_limit/gcra.lua)")
+sha=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/stores/redis/scripts/gcra.lua)")
 redis-cli -p "$REDIS_PORT" SET bench:get '{"rows": [1, 2, 3], "label": "weekly"}' >/dev/null
 requests=$((DURATION * 20000))
 redis_get=()

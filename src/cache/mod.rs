@@ -12,8 +12,8 @@ use std::sync::Arc;
 use crate::auth::TenantId;
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
+use crate::stores::redis::cache::{CacheEntry, CacheWrite};
 use crate::stores::redis::Redis;
-use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,19 +35,6 @@ pub enum CacheError {
 /// (value, ledger, sizes), and Redis's bookkeeping of three entries.
 const ENTRY_OVERHEAD_BYTES: usize = 3 * 64;
 
-struct Scripts {
-    set: redis::Script,
-    delete: redis::Script,
-}
-
-/// The Redis keys of one cached value and of its tenant's ledger.
-struct Keys {
-    value: String,
-    ledger: String,
-    sizes: String,
-    total: String,
-}
-
 /// A value read back, with the seconds it has left.
 #[derive(Debug, Clone)]
 pub struct Cached {
@@ -60,7 +47,6 @@ pub struct Cache {
     redis: Redis,
     settings: Arc<CacheSettings>,
     metrics: Arc<Metrics>,
-    scripts: Arc<Scripts>,
 }
 
 impl Cache {
@@ -69,10 +55,6 @@ impl Cache {
             redis,
             settings: Arc::new(settings.clone()),
             metrics,
-            scripts: Arc::new(Scripts {
-                set: redis::Script::new(include_str!("scripts/set.lua")),
-                delete: redis::Script::new(include_str!("scripts/delete.lua")),
-            }),
         }
     }
 
@@ -85,7 +67,7 @@ impl Cache {
         value: &serde_json::Value,
         ttl_seconds: Option<u64>,
     ) -> Result<u64, CacheError> {
-        let keys = self.keys(tenant, key)?;
+        self.check_key(key)?;
         let ttl = ttl_seconds.unwrap_or(self.settings.default_ttl_secs);
         if ttl == 0 || ttl > self.settings.max_ttl_secs {
             return Err(CacheError::Invalid(format!(
@@ -101,38 +83,28 @@ impl Cache {
                 self.settings.max_value_bytes
             )));
         }
-        let charged = encoded.len() + key.len() * 3 + ENTRY_OVERHEAD_BYTES;
-        let mut call = self.scripts.set.prepare_invoke();
-        call.key(&keys.value)
-            .key(&keys.ledger)
-            .key(&keys.sizes)
-            .key(&keys.total)
-            .arg(key)
-            .arg(encoded)
-            .arg(ttl)
-            .arg(charged)
-            .arg(self.settings.max_keys_per_tenant)
-            .arg(self.settings.max_bytes_per_tenant)
-            .arg(self.settings.max_ttl_secs.saturating_add(60) * 1000);
-        let (outcome, held): (i64, u64) = self
-            .redis
-            .run("cache_set", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        match outcome {
-            1 => {
+        let entry = CacheEntry {
+            key,
+            value: &encoded,
+            ttl_secs: ttl,
+            charged_bytes: encoded.len() + key.len() * 3 + ENTRY_OVERHEAD_BYTES,
+            max_keys: self.settings.max_keys_per_tenant,
+            max_bytes: self.settings.max_bytes_per_tenant,
+            ledger_ttl_ms: self.settings.max_ttl_secs.saturating_add(60) * 1000,
+        };
+        match self.redis.cache_set(tenant.as_str(), &entry).await? {
+            CacheWrite::Stored => {
                 self.count("set", "stored");
                 Ok(ttl)
             }
-            -1 => {
+            CacheWrite::OverKeys { held } => {
                 self.count("set", "over_budget");
                 Err(CacheError::OverBudget(format!(
                     "the tenant holds {held} cached keys, its budget \
                      (cache.max_keys_per_tenant); delete some or let them expire"
                 )))
             }
-            _ => {
+            CacheWrite::OverBytes { held } => {
                 self.count("set", "over_budget");
                 Err(CacheError::OverBudget(format!(
                     "this value would take the tenant's cache past its budget of {} bytes \
@@ -144,20 +116,8 @@ impl Cache {
     }
 
     pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Cached, CacheError> {
-        let redis_key = self.keys(tenant, key)?.value;
-        // One round trip for the value and its time left; both commands
-        // name the same key, so a Redis Cluster sends them to one node.
-        let (value, ttl_ms): (Option<String>, i64) = self
-            .redis
-            .run("cache_get", |mut c| async move {
-                redis::pipe()
-                    .get(&redis_key)
-                    .pttl(&redis_key)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        let Some(value) = value else {
+        self.check_key(key)?;
+        let Some((value, ttl_ms)) = self.redis.cache_get(tenant.as_str(), key).await? else {
             self.count("get", "miss");
             return Err(CacheError::NotFound);
         };
@@ -170,25 +130,13 @@ impl Cache {
         })?;
         Ok(Cached {
             value,
-            ttl_seconds: u64::try_from(ttl_ms).unwrap_or(0).div_ceil(1000),
+            ttl_seconds: ttl_ms.div_ceil(1000),
         })
     }
 
     pub async fn delete(&self, tenant: &TenantId, key: &str) -> Result<(), CacheError> {
-        let keys = self.keys(tenant, key)?;
-        let mut call = self.scripts.delete.prepare_invoke();
-        call.key(&keys.value)
-            .key(&keys.ledger)
-            .key(&keys.sizes)
-            .key(&keys.total)
-            .arg(key);
-        let deleted: u64 = self
-            .redis
-            .run("cache_delete", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        if deleted == 0 {
+        self.check_key(key)?;
+        if !self.redis.cache_delete(tenant.as_str(), key).await? {
             self.count("delete", "miss");
             return Err(CacheError::NotFound);
         }
@@ -196,14 +144,14 @@ impl Cache {
         Ok(())
     }
 
-    fn keys(&self, tenant: &TenantId, key: &str) -> Result<Keys, CacheError> {
+    fn check_key(&self, key: &str) -> Result<(), CacheError> {
         if key.is_empty() || key.len() > self.settings.max_key_bytes {
             return Err(CacheError::Invalid(format!(
                 "key must be 1 to {} bytes (cache.max_key_bytes)",
                 self.settings.max_key_bytes
             )));
         }
-        Ok(keys(tenant, key))
+        Ok(())
     }
 
     fn count(&self, operation: &str, outcome: &str) {
@@ -211,30 +159,5 @@ impl Cache {
             .cache_operations
             .with_label_values(&[operation, outcome])
             .inc();
-    }
-}
-
-fn keys(tenant: &TenantId, key: &str) -> Keys {
-    Keys {
-        value: redis_keys::cache_value(tenant.as_str(), key),
-        ledger: redis_keys::cache_ledger(tenant.as_str()),
-        sizes: redis_keys::cache_sizes(tenant.as_str()),
-        total: redis_keys::cache_total(tenant.as_str()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tenants_keys_share_one_hash_tag() {
-        let tenant = TenantId::parse("acme").unwrap();
-        let keys = keys(&tenant, "a:{b}/c");
-        assert_eq!(keys.value, "sgw:c:{acme}:a:{b}/c");
-        for key in [&keys.value, &keys.ledger, &keys.sizes, &keys.total] {
-            let tag = &key[key.find('{').unwrap() + 1..key.find('}').unwrap()];
-            assert_eq!(tag, "acme", "{key}");
-        }
     }
 }

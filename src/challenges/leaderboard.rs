@@ -16,29 +16,17 @@ use uuid::Uuid;
 use crate::auth::TenantId;
 use crate::stores::postgres::BestScore;
 use crate::stores::redis::Redis;
-use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
-/// Users merged into a board per script call: a long script blocks Redis
-/// for every other caller, rate-limit checks included.
-const USERS_PER_MERGE: usize = 1000;
-
-/// The boards being rebuilt by this gateway, each behind a lock its
-/// concurrent readers wait on.
-type Rebuilds = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+/// The boards being rebuilt by this gateway (by tenant and challenge), each
+/// behind a lock its concurrent readers wait on.
+type Rebuilds = Mutex<HashMap<(TenantId, Uuid), Arc<tokio::sync::Mutex<()>>>>;
 
 #[derive(Clone)]
 pub struct Leaderboards {
     redis: Redis,
     rebuild_every: Duration,
-    scripts: Arc<Scripts>,
     rebuilds: Arc<Rebuilds>,
-}
-
-struct Scripts {
-    record: redis::Script,
-    merge: redis::Script,
-    top: redis::Script,
 }
 
 /// A board's first entries and how many users it ranks.
@@ -53,11 +41,6 @@ impl Leaderboards {
         Self {
             redis,
             rebuild_every,
-            scripts: Arc::new(Scripts {
-                record: redis::Script::new(include_str!("scripts/record.lua")),
-                merge: redis::Script::new(include_str!("scripts/merge.lua")),
-                top: redis::Script::new(include_str!("scripts/top.lua")),
-            }),
             rebuilds: Arc::default(),
         }
     }
@@ -75,7 +58,7 @@ impl Leaderboards {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let (board, _) = keys(tenant, challenge);
+        let board = (tenant.clone(), challenge);
         let (lock, first) = {
             let mut rebuilds = self.rebuilds.lock().unwrap_or_else(|e| e.into_inner());
             match rebuilds.get(&board) {
@@ -106,13 +89,8 @@ impl Leaderboards {
         user: Uuid,
         score: f64,
     ) -> Result<(), StoreError> {
-        let (board, _) = keys(tenant, challenge);
-        let mut call = self.scripts.record.prepare_invoke();
-        call.key(board).arg(score).arg(user.to_string());
         self.redis
-            .run("leaderboard_record", |mut c| async move {
-                call.invoke_async::<()>(&mut c).await
-            })
+            .leaderboard_record(tenant.as_str(), challenge, user, score)
             .await
     }
 
@@ -123,65 +101,26 @@ impl Leaderboards {
         challenge: Uuid,
         limit: u32,
     ) -> Result<Option<Standing>, StoreError> {
-        let (board, mark) = keys(tenant, challenge);
-        let mut call = self.scripts.top.prepare_invoke();
-        call.key(board).key(mark).arg(limit);
-        let answer: Option<(u64, Vec<(String, f64)>)> = self
+        let top = self
             .redis
-            .run("leaderboard_top", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
+            .leaderboard_top(tenant.as_str(), challenge, limit)
             .await?;
-        Ok(answer.map(|(ranked_users, entries)| Standing {
+        Ok(top.map(|(ranked_users, entries)| Standing {
+            entries,
             ranked_users,
-            entries: entries
-                .into_iter()
-                .filter_map(|(user, score)| {
-                    Some(BestScore {
-                        user_id: user.parse().ok()?,
-                        score,
-                    })
-                })
-                .collect(),
         }))
     }
 
     /// Merges every user's best score, as Postgres has them, into the
-    /// board, in parts of [`USERS_PER_MERGE`]; the last marks it built.
+    /// board, which then counts as whole for `challenges.leaderboard_rebuild_secs`.
     pub async fn rebuild(
         &self,
         tenant: &TenantId,
         challenge: Uuid,
         scores: &[BestScore],
     ) -> Result<(), StoreError> {
-        let (board, mark) = keys(tenant, challenge);
-        // An empty board is marked built too.
-        let parts: Vec<&[BestScore]> = if scores.is_empty() {
-            vec![&[]]
-        } else {
-            scores.chunks(USERS_PER_MERGE).collect()
-        };
-        for (index, part) in parts.iter().enumerate() {
-            let last = index + 1 == parts.len();
-            let mut call = self.scripts.merge.prepare_invoke();
-            call.key(&board).key(&mark).arg(if last {
-                self.rebuild_every.as_millis() as u64
-            } else {
-                0
-            });
-            for best in *part {
-                call.arg(best.score).arg(best.user_id.to_string());
-            }
-            self.redis
-                .run("leaderboard_rebuild", |mut c| async move {
-                    call.invoke_async::<()>(&mut c).await
-                })
-                .await?;
-        }
-        Ok(())
+        self.redis
+            .leaderboard_merge(tenant.as_str(), challenge, scores, self.rebuild_every)
+            .await
     }
-}
-
-fn keys(tenant: &TenantId, challenge: Uuid) -> (String, String) {
-    redis_keys::leaderboard(tenant.as_str(), &challenge.to_string())
 }

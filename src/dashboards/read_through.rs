@@ -15,7 +15,6 @@ use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::stores::redis::Redis;
-use crate::stores::redis_keys;
 use crate::stores::StoreError;
 
 /// How an answer was found.
@@ -223,20 +222,7 @@ impl ReadThrough {
         let mut value = Vec::with_capacity(fill.body.len() + 24);
         value.extend_from_slice(format!("{}\n", fill.stored_at_ms).as_bytes());
         value.extend_from_slice(&fill.body);
-        let redis_key = key.to_owned();
-        let stored = self
-            .redis
-            .run("dashboard_cache_set", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(redis_key)
-                    .arg(value)
-                    .arg("PX")
-                    .arg(keep.as_millis() as u64)
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await;
-        if let Err(error) = stored {
+        if let Err(error) = self.redis.answer_set(key, value, keep).await {
             tracing::warn!(%error, "dashboard answer not cached");
         }
         Ok(fill)
@@ -268,66 +254,24 @@ impl ReadThrough {
     }
 
     async fn read(&self, key: &str) -> Result<Option<Fill>, StoreError> {
-        let key = key.to_owned();
-        let value: Option<Vec<u8>> = self
-            .redis
-            .run("dashboard_cache_get", |mut c| async move {
-                redis::cmd("GET").arg(key).query_async(&mut c).await
-            })
-            .await?;
-        Ok(value.and_then(decode))
+        Ok(self.redis.answer_get(key).await?.and_then(decode))
     }
 
     async fn read_with_lock(&self, key: &str) -> Result<(Option<Fill>, bool), StoreError> {
-        let (key, lock) = (key.to_owned(), lock_key(key));
-        let (value, locked): (Option<Vec<u8>>, bool) = self
-            .redis
-            .run("dashboard_cache_get", |mut c| async move {
-                redis::pipe()
-                    .get(key)
-                    .exists(lock)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let (value, locked) = self.redis.answer_get_with_lock(key).await?;
         Ok((value.and_then(decode), locked))
     }
 
     async fn lock(&self, key: &str, hold: Duration) -> Result<bool, StoreError> {
-        let lock = lock_key(key);
-        let taken: Option<String> = self
-            .redis
-            .run("dashboard_cache_lock", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(lock)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(hold.as_millis() as u64)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(taken.is_some())
+        self.redis.answer_lock(key, hold).await
     }
 
     async fn unlock(&self, key: &str) {
-        let lock = lock_key(key);
-        let released = self
-            .redis
-            .run("dashboard_cache_unlock", |mut c| async move {
-                redis::cmd("DEL").arg(lock).query_async::<()>(&mut c).await
-            })
-            .await;
-        if let Err(error) = released {
+        if let Err(error) = self.redis.answer_unlock(key).await {
             // It expires on its own within the lock time.
             tracing::warn!(%error, "dashboard cache lock not released");
         }
     }
-}
-
-fn lock_key(key: &str) -> String {
-    redis_keys::dashboard_lock(key)
 }
 
 /// An entry is the time it was stored (Unix milliseconds), a newline, the body.

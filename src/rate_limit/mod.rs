@@ -24,11 +24,9 @@ pub use policy::{Limit, Policies, Policy};
 use crate::auth::TenantId;
 use crate::config::{RateLimitSettings, RedisDownMode};
 use crate::metrics::Metrics;
+use crate::stores::redis::gcra::{GcraLimit, GcraState};
 use crate::stores::redis::Redis;
-use crate::stores::redis_keys;
 use crate::stores::StoreError;
-
-const GCRA: &str = include_str!("gcra.lua");
 
 #[derive(Debug, thiserror::Error)]
 pub enum RateLimitError {
@@ -108,7 +106,6 @@ pub struct RateLimiter {
     redis: Redis,
     policies: Arc<Policies>,
     settings: Arc<RateLimitSettings>,
-    script: Arc<redis::Script>,
     leases: Arc<Leases>,
     metrics: Arc<Metrics>,
 }
@@ -125,7 +122,6 @@ impl RateLimiter {
             redis,
             policies: Arc::new(policies),
             settings: Arc::new(settings.clone()),
-            script: Arc::new(redis::Script::new(GCRA)),
             leases: Arc::new(Leases::default()),
             metrics,
         })
@@ -232,24 +228,21 @@ impl RateLimiter {
         self.validate(&policy, key, cost)?;
 
         let slot = slot_tag(tenant, &policy.name, key);
-        let mut invocation = self.script.prepare_invoke();
-        for limit in &policy.limits {
-            invocation.key(redis_keys::rate_limit(&slot, &limit.name));
-        }
-        invocation.arg(cost).arg(u8::from(consume));
-        for limit in &policy.limits {
-            invocation.arg(limit.emission_us).arg(limit.tolerance_us);
-        }
-        let answer: Result<Vec<i64>, StoreError> = self
+        let limits: Vec<GcraLimit<'_>> = policy
+            .limits
+            .iter()
+            .map(|limit| GcraLimit {
+                name: &limit.name,
+                emission_us: limit.emission_us,
+                tolerance_us: limit.tolerance_us,
+            })
+            .collect();
+        let answer = self
             .redis
-            .run_within(
-                "rate_limit",
-                self.settings.timeout(),
-                |mut connection| async move { invocation.invoke_async(&mut connection).await },
-            )
+            .gcra(&slot, &limits, cost, consume, self.settings.timeout())
             .await;
         let decision = match answer {
-            Ok(reply) => decision_from_reply(policy.clone(), &reply)?,
+            Ok((enforced, states)) => decision_from(policy.clone(), enforced, states),
             Err(error) if error.is_unavailable() && policy.on_redis_down == RedisDownMode::Open => {
                 tracing::warn!(policy = %policy.name, %error, "rate limit not checked: Redis unavailable, failing open");
                 Decision::unchecked(policy.clone())
@@ -308,38 +301,26 @@ fn slot_tag(tenant: &TenantId, policy: &str, key: &str) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-fn decision_from_reply(policy: Arc<Policy>, reply: &[i64]) -> Result<Decision, RateLimitError> {
-    let expected = 1 + 4 * policy.limits.len();
-    if reply.len() != expected {
-        return Err(RateLimitError::Store(StoreError::failed(
-            crate::stores::StoreKind::Redis,
-            format!(
-                "rate-limit script answered {} values, not {expected}",
-                reply.len()
-            ),
-        )));
-    }
-    let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
+fn decision_from(policy: Arc<Policy>, enforced: bool, states: Vec<GcraState>) -> Decision {
     let limits = policy
         .limits
         .iter()
-        .zip(reply[1..].chunks_exact(4))
-        .map(|(limit, values)| LimitState {
+        .zip(states)
+        .map(|(limit, state)| LimitState {
             limit: limit.clone(),
-            allowed: values[0] == 1,
-            remaining: non_negative(values[1]),
-            reset_us: non_negative(values[2]),
-            retry_us: non_negative(values[3]),
+            allowed: state.allowed,
+            remaining: state.remaining,
+            reset_us: state.reset_us,
+            retry_us: state.retry_us,
         })
         .collect();
-    let enforced = reply[0] == 1;
-    Ok(Decision {
+    Decision {
         allowed: enforced || policy.shadow,
         shadow_denied: !enforced && policy.shadow,
         unchecked: false,
         limits,
         policy,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -17,40 +17,9 @@ pub use id::{MalformedSessionId, SessionId, SESSION_ID_HEX};
 use crate::auth::TenantId;
 use crate::config::SessionSettings;
 use crate::metrics::Metrics;
+use crate::stores::redis::sessions::{NewSession, SessionKey, SessionRecord, SessionUpdate};
 use crate::stores::redis::Redis;
-use crate::stores::redis_keys;
 use crate::stores::{StoreError, StoreKind};
-
-const PRELUDE: &str = include_str!("scripts/prelude.lua");
-
-struct Scripts {
-    create: redis::Script,
-    get: redis::Script,
-    update: redis::Script,
-    rotate: redis::Script,
-    delete: redis::Script,
-    list: redis::Script,
-    revoke_all: redis::Script,
-    tenant_reserve: redis::Script,
-    tenant_rename: redis::Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        let script = |body: &str| redis::Script::new(&format!("{PRELUDE}{body}"));
-        Self {
-            create: script(include_str!("scripts/create.lua")),
-            get: script(include_str!("scripts/get.lua")),
-            update: script(include_str!("scripts/update.lua")),
-            rotate: script(include_str!("scripts/rotate.lua")),
-            delete: script(include_str!("scripts/delete.lua")),
-            list: script(include_str!("scripts/list.lua")),
-            revoke_all: script(include_str!("scripts/revoke_all.lua")),
-            tenant_reserve: script(include_str!("scripts/tenant_reserve.lua")),
-            tenant_rename: script(include_str!("scripts/tenant_rename.lua")),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -94,12 +63,6 @@ pub struct Session {
     pub version: u64,
 }
 
-/// What the scripts answer for a session:
-/// (user_id, data, created, absolute, idle, version, expires), times in ms.
-type Record = (String, String, i64, i64, i64, u64, i64);
-/// A listed session: its secret, then the [`Record`] fields.
-type ListedRecord = (String, String, String, i64, i64, i64, u64, i64);
-
 /// Which version an update expects to replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
@@ -111,7 +74,6 @@ pub enum Expected {
 pub struct Sessions {
     redis: Redis,
     settings: Arc<SessionSettings>,
-    scripts: Arc<Scripts>,
     metrics: Arc<Metrics>,
 }
 
@@ -120,7 +82,6 @@ impl Sessions {
         Self {
             redis,
             settings: Arc::new(settings.clone()),
-            scripts: Arc::new(Scripts::new()),
             metrics,
         }
     }
@@ -143,33 +104,15 @@ impl Sessions {
         }
         let id = SessionId::generate(tenant, user_id);
         self.reserve(tenant, &id).await?;
-        let keys = Keys::new(tenant, &id);
-        let mut call = self.scripts.create.prepare_invoke();
-        call.key(&keys.session)
-            .key(&keys.index)
-            .arg(id.secret())
-            .arg(user_id)
-            .arg(data)
-            .arg(idle * 1000)
-            .arg(self.settings.absolute_ttl_secs * 1000)
-            .arg(self.settings.max_sessions_per_user)
-            .arg(&keys.prefix);
-        let (user_id, data, created, absolute, idle, version, expires, ended): (
-            String,
-            String,
-            i64,
-            i64,
-            i64,
-            u64,
-            i64,
-            u64,
-        ) = match self
-            .redis
-            .run("session_create", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
-            .await
-        {
+        let new = NewSession {
+            key: session_key(tenant, &id),
+            user_id,
+            data: &data,
+            idle_ms: idle * 1000,
+            absolute_ms: self.settings.absolute_ttl_secs * 1000,
+            max_per_user: self.settings.max_sessions_per_user.into(),
+        };
+        let (record, ended) = match self.redis.session_create(&new).await {
             Ok(created) => created,
             Err(error) => {
                 // Not created: not counted either (a sweep would drop it).
@@ -179,10 +122,7 @@ impl Sessions {
         };
         self.count("created", 1);
         self.count("evicted", ended);
-        session(
-            &id,
-            (user_id, data, created, absolute, idle, version, expires),
-        )
+        session(&id, record)
     }
 
     /// The session, its idle expiry slid forward when `slide` asks (by
@@ -194,14 +134,9 @@ impl Sessions {
         slide: Option<bool>,
     ) -> Result<Session, SessionError> {
         let slide = slide.unwrap_or(self.settings.sliding);
-        let keys = Keys::new(tenant, id);
-        let mut call = self.scripts.get.prepare_invoke();
-        call.key(&keys.session).arg(u8::from(slide));
-        let record: Option<Record> = self
+        let record = self
             .redis
-            .run("session_get", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
+            .session_get(session_key(tenant, id), slide)
             .await?;
         self.count(if record.is_some() { "read" } else { "missed" }, 1);
         session(id, record.ok_or(SessionError::NotFound)?)
@@ -215,44 +150,23 @@ impl Sessions {
         data: &serde_json::Value,
     ) -> Result<Session, SessionError> {
         let data = self.encode_data(data)?;
-        let keys = Keys::new(tenant, id);
-        let mut call = self.scripts.update.prepare_invoke();
-        call.key(&keys.session)
-            .arg(match expected {
-                Expected::Any => "*".to_owned(),
-                Expected::Version(v) => v.to_string(),
-            })
-            .arg(data);
-        let reply: Vec<redis::Value> = self
+        let expected = match expected {
+            Expected::Any => None,
+            Expected::Version(version) => Some(version),
+        };
+        let update = self
             .redis
-            .run("session_update", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
+            .session_update(session_key(tenant, id), expected, &data)
             .await?;
-        let status: i64 = reply
-            .first()
-            .map(redis::from_redis_value_ref)
-            .transpose()
-            .map_err(unexpected)?
-            .unwrap_or(0);
-        match status {
-            1 => {
-                let record: Record =
-                    redis::from_redis_value(redis::Value::Array(reply[1..].to_vec()))
-                        .map_err(unexpected)?;
+        match update {
+            SessionUpdate::Updated(record) => {
                 self.count("updated", 1);
                 session(id, record)
             }
-            -1 => {
-                let current: u64 = reply
-                    .get(1)
-                    .map(redis::from_redis_value_ref)
-                    .transpose()
-                    .map_err(unexpected)?
-                    .unwrap_or(0);
+            SessionUpdate::VersionMismatch { current } => {
                 Err(SessionError::VersionMismatch { current })
             }
-            _ => Err(SessionError::NotFound),
+            SessionUpdate::NotFound => Err(SessionError::NotFound),
         }
     }
 
@@ -260,19 +174,9 @@ impl Sessions {
     /// old id stops working at once.
     pub async fn rotate(&self, tenant: &TenantId, id: &SessionId) -> Result<Session, SessionError> {
         let new_id = id.rotated();
-        let keys = Keys::new(tenant, id);
-        let new_keys = Keys::new(tenant, &new_id);
-        let mut call = self.scripts.rotate.prepare_invoke();
-        call.key(&keys.session)
-            .key(&new_keys.session)
-            .key(&keys.index)
-            .arg(id.secret())
-            .arg(new_id.secret());
-        let record: Option<Record> = self
+        let record = self
             .redis
-            .run("session_rotate", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
+            .session_rotate(session_key(tenant, id), new_id.secret())
             .await?;
         let record = record.ok_or(SessionError::NotFound)?;
         self.count("rotated", 1);
@@ -284,16 +188,7 @@ impl Sessions {
     }
 
     pub async fn delete(&self, tenant: &TenantId, id: &SessionId) -> Result<(), SessionError> {
-        let keys = Keys::new(tenant, id);
-        let mut call = self.scripts.delete.prepare_invoke();
-        call.key(&keys.session).key(&keys.index).arg(id.secret());
-        let deleted: u64 = self
-            .redis
-            .run("session_delete", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        if deleted == 0 {
+        if !self.redis.session_delete(session_key(tenant, id)).await? {
             return Err(SessionError::NotFound);
         }
         self.count("revoked", 1);
@@ -310,26 +205,16 @@ impl Sessions {
         user_id: &str,
     ) -> Result<Vec<Session>, SessionError> {
         self.check_user_id(user_id)?;
-        let keys = Keys::for_user(tenant, user_id);
-        let mut call = self.scripts.list.prepare_invoke();
-        call.key(&keys.index).arg(user_id).arg(&keys.prefix);
-        let rows: Vec<ListedRecord> = self
-            .redis
-            .run("session_list", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
-            .await?;
         let tag = id::user_tag(tenant, user_id);
+        let rows = self
+            .redis
+            .session_list(user_key(tenant, &tag), user_id)
+            .await?;
         rows.into_iter()
-            .map(
-                |(secret, user_id, data, created, absolute, idle, version, expires)| {
-                    let id = SessionId::parse(&format!("{tag}{secret}"))?;
-                    session(
-                        &id,
-                        (user_id, data, created, absolute, idle, version, expires),
-                    )
-                },
-            )
+            .map(|(secret, record)| {
+                let id = SessionId::parse(&format!("{tag}{secret}"))?;
+                session(&id, record)
+            })
             .collect()
     }
 
@@ -341,11 +226,12 @@ impl Sessions {
         except: Option<&str>,
     ) -> Result<u64, SessionError> {
         self.check_user_id(user_id)?;
+        let tag = id::user_tag(tenant, user_id);
         let keep = match except {
             Some(raw) => {
                 let id = SessionId::parse(raw)?;
                 // An id of another user cannot be one of this user's.
-                if id.tag() == id::user_tag(tenant, user_id) {
+                if id.tag() == tag {
                     id.secret().to_owned()
                 } else {
                     String::new()
@@ -353,17 +239,9 @@ impl Sessions {
             }
             None => String::new(),
         };
-        let keys = Keys::for_user(tenant, user_id);
-        let mut call = self.scripts.revoke_all.prepare_invoke();
-        call.key(&keys.index)
-            .arg(user_id)
-            .arg(&keys.prefix)
-            .arg(keep);
-        let ended: u64 = self
+        let ended = self
             .redis
-            .run("session_revoke_all", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
+            .session_revoke_all(user_key(tenant, &tag), user_id, &keep)
             .await?;
         self.count("revoked", ended);
         Ok(ended)
@@ -404,48 +282,37 @@ impl Sessions {
     }
 }
 
-/// The Redis keys of one session and of its user's index. The tenant is
-/// part of every key, so one tenant's id never finds another's session.
-struct Keys {
-    session: String,
-    index: String,
-    /// The session key without the secret, for scripts that walk the index.
-    prefix: String,
-}
-
-impl Keys {
-    fn new(tenant: &TenantId, id: &SessionId) -> Self {
-        Self::with_tag(tenant, id.tag(), id.secret())
-    }
-
-    fn for_user(tenant: &TenantId, user_id: &str) -> Self {
-        Self::with_tag(tenant, &id::user_tag(tenant, user_id), "")
-    }
-
-    fn with_tag(tenant: &TenantId, tag: &str, secret: &str) -> Self {
-        let prefix = redis_keys::session_prefix(tag, tenant.as_str());
-        Self {
-            session: format!("{prefix}{secret}"),
-            index: redis_keys::user_sessions(tag, tenant.as_str()),
-            prefix,
-        }
+/// Where session `id` of `tenant` lives.
+fn session_key<'a>(tenant: &'a TenantId, id: &'a SessionId) -> SessionKey<'a> {
+    SessionKey {
+        tenant: tenant.as_str(),
+        tag: id.tag(),
+        secret: id.secret(),
     }
 }
 
-fn session(id: &SessionId, record: Record) -> Result<Session, SessionError> {
-    let (user_id, data, created, absolute, idle, version, expires) = record;
+/// Where the index of the user with hash tag `tag` lives.
+fn user_key<'a>(tenant: &'a TenantId, tag: &'a str) -> SessionKey<'a> {
+    SessionKey {
+        tenant: tenant.as_str(),
+        tag,
+        secret: "",
+    }
+}
+
+fn session(id: &SessionId, record: SessionRecord) -> Result<Session, SessionError> {
     let time = |ms: i64| {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(unexpected)
     };
     Ok(Session {
         session_id: id.to_string(),
-        user_id,
-        data: serde_json::from_str(&data).map_err(unexpected)?,
-        created_at: time(created)?,
-        expires_at: time(expires)?,
-        absolute_expires_at: time(absolute)?,
-        idle_ttl_seconds: u64::try_from(idle / 1000).unwrap_or(0),
-        version,
+        data: serde_json::from_str(&record.data).map_err(unexpected)?,
+        user_id: record.user_id,
+        created_at: time(record.created_ms)?,
+        expires_at: time(record.expires_ms)?,
+        absolute_expires_at: time(record.absolute_ms)?,
+        idle_ttl_seconds: u64::try_from(record.idle_ms / 1000).unwrap_or(0),
+        version: record.version,
     })
 }
 

@@ -10,16 +10,11 @@
 //! tried once more.
 
 use super::id::SessionId;
-use super::{Keys, SessionError, Sessions};
+use super::{session_key, SessionError, Sessions};
 use crate::auth::TenantId;
-use crate::stores::redis_keys;
 
 /// Oldest entries checked for ended sessions when the budget is spent.
-const SWEEP_ENTRIES: isize = 32;
-
-fn index_key(tenant: &TenantId) -> String {
-    redis_keys::tenant_sessions(tenant.as_str())
-}
+const SWEEP_ENTRIES: usize = 32;
 
 impl Sessions {
     /// Counts session `id` against its tenant's budget.
@@ -42,34 +37,22 @@ impl Sessions {
     }
 
     async fn try_reserve(&self, tenant: &TenantId, id: &SessionId) -> Result<bool, SessionError> {
-        let mut call = self.scripts.tenant_reserve.prepare_invoke();
-        call.key(index_key(tenant))
-            .arg(id.to_string())
-            .arg(self.settings.absolute_ttl_secs * 1000)
-            .arg(self.settings.max_sessions_per_tenant);
-        let counted: u8 = self
+        Ok(self
             .redis
-            .run("session_tenant_reserve", |mut c| async move {
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(counted == 1)
+            .tenant_sessions_reserve(
+                tenant.as_str(),
+                &id.to_string(),
+                self.settings.absolute_ttl_secs * 1000,
+                self.settings.max_sessions_per_tenant,
+            )
+            .await?)
     }
 
     /// Drops the oldest entries whose session no longer exists.
     async fn sweep(&self, tenant: &TenantId) -> Result<(), SessionError> {
-        let index = index_key(tenant);
-        let key = index.clone();
-        let oldest: Vec<String> = self
+        let oldest = self
             .redis
-            .run("session_tenant_sweep", |mut c| async move {
-                redis::cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(SWEEP_ENTRIES - 1)
-                    .query_async(&mut c)
-                    .await
-            })
+            .tenant_sessions_oldest(tenant.as_str(), SWEEP_ENTRIES)
             .await?;
         let mut gone = Vec::new();
         for member in oldest {
@@ -78,14 +61,7 @@ impl Sessions {
                 continue;
             };
             // Each session key lives in its user's slot: one call each.
-            let session = Keys::new(tenant, &id).session;
-            let exists: bool = self
-                .redis
-                .run("session_tenant_sweep", |mut c| async move {
-                    redis::cmd("EXISTS").arg(session).query_async(&mut c).await
-                })
-                .await?;
-            if !exists {
+            if !self.redis.session_exists(session_key(tenant, &id)).await? {
                 gone.push(member);
             }
         }
@@ -101,18 +77,10 @@ impl Sessions {
         tenant: &TenantId,
         ids: &[String],
     ) -> Result<(), SessionError> {
-        let index = index_key(tenant);
-        let ids = ids.to_vec();
-        self.redis
-            .run("session_tenant_forget", |mut c| async move {
-                redis::cmd("ZREM")
-                    .arg(index)
-                    .arg(ids)
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(())
+        Ok(self
+            .redis
+            .tenant_sessions_forget(tenant.as_str(), ids)
+            .await?)
     }
 
     /// Counts a rotated session under its new id.
@@ -122,15 +90,9 @@ impl Sessions {
         old: &SessionId,
         new: &SessionId,
     ) -> Result<(), SessionError> {
-        let mut call = self.scripts.tenant_rename.prepare_invoke();
-        call.key(index_key(tenant))
-            .arg(old.to_string())
-            .arg(new.to_string());
-        self.redis
-            .run("session_tenant_rename", |mut c| async move {
-                call.invoke_async::<()>(&mut c).await
-            })
-            .await?;
-        Ok(())
+        Ok(self
+            .redis
+            .tenant_sessions_rename(tenant.as_str(), &old.to_string(), &new.to_string())
+            .await?)
     }
 }

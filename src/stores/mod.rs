@@ -5,7 +5,6 @@ pub mod cluster;
 pub mod kubo;
 pub mod postgres;
 pub mod redis;
-pub mod redis_keys;
 
 use std::fmt;
 use std::future::Future;

@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn readme_documents_every_prefix() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for (prefix, _) in PREFIXES {
             assert!(
                 readme.contains(&format!("`{prefix}`")),

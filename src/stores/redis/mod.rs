@@ -1,6 +1,17 @@
 //! Redis: a multiplexed connection per thread for a single Redis (one per
 //! Cluster node for a Redis Cluster), made on first use and re-made by the
 //! client whenever it drops.
+//!
+//! Every command the gateway sends is a typed operation of one of the
+//! submodules, one per capability, over the key layout of [`keys`]; no
+//! connection leaves this module.
+
+pub mod answers;
+pub mod cache;
+pub mod gcra;
+pub mod keys;
+pub mod leaderboard;
+pub mod sessions;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +37,7 @@ enum Client {
 /// A live connection to a single Redis or to a Redis Cluster. Both route
 /// and reconnect by themselves, so callers use it as one connection.
 #[derive(Clone)]
-pub enum Connection {
+enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -106,7 +117,7 @@ impl Redis {
     /// A connection for this thread (a single Redis) or the shared one (a
     /// Cluster). The gateway starts without Redis; the first call after
     /// Redis comes up makes the connection.
-    pub async fn connection(&self) -> Result<Connection, StoreError> {
+    async fn connection(&self) -> Result<Connection, StoreError> {
         let client = match &self.client {
             Client::Single(client) => client,
             Client::Cluster(client) => {
@@ -154,7 +165,7 @@ impl Redis {
 
     /// Runs `call` on the shared connection within the Redis timeout,
     /// counted under `operation`.
-    pub async fn run<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, StoreError>
+    async fn run<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
@@ -169,7 +180,7 @@ impl Redis {
 
     /// Like [`Redis::run`] with a tighter bound, for callers that would
     /// rather decide without Redis than wait for it.
-    pub async fn run_within<T, F, Fut>(
+    async fn run_within<T, F, Fut>(
         &self,
         operation: &'static str,
         timeout: std::time::Duration,
