@@ -50,12 +50,14 @@ impl PinProgress {
 /// The Cluster's IPFS nodes' addresses, and when they were read.
 pub(super) type Delegates = (std::time::Instant, Vec<String>);
 
-/// A file seen as a pin request: its status, and why it failed.
+/// A file seen as a pin request: its status, why it failed, and the
+/// Cluster's IPFS nodes a client may connect to for it.
 #[derive(Debug, Clone)]
 pub struct TrackedPin {
     pub file: File,
     pub progress: PinProgress,
     pub failure: Option<String>,
+    pub delegates: Vec<String>,
 }
 
 /// What a caller asks to pin.
@@ -97,13 +99,14 @@ impl Files {
         Duration::from_secs(self.pinning.fail_after_secs)
     }
 
-    fn track(&self, file: FileRow) -> Result<TrackedPin, FilesError> {
+    fn track(&self, file: FileRow, delegates: Vec<String>) -> Result<TrackedPin, FilesError> {
         let file = File::try_from(file)?;
         let (progress, failure) = progress_of(&file, OffsetDateTime::now_utc(), self.fail_after());
         Ok(TrackedPin {
             file,
             progress,
             failure,
+            delegates,
         })
     }
 
@@ -155,7 +158,10 @@ impl Files {
             Err(error) => Err(error),
         };
         match committed {
-            Ok(Some(file)) => self.track(self.settle(file).await),
+            Ok(Some(file)) => {
+                let file = self.settle(file).await;
+                self.track(file, self.delegates().await)
+            }
             Ok(None) => Err(FilesError::Expired),
             Err(error) => {
                 self.roll_back(pending).await;
@@ -215,7 +221,7 @@ impl Files {
                 Err(error) => tracing::warn!(%error, cid = %file.cid, "pin status check failed"),
             }
         }
-        self.track(file)
+        self.track(file, self.delegates().await)
     }
 
     /// Asks the Cluster where the pin of `cid` stands and records it; once
@@ -283,7 +289,8 @@ impl Files {
             .postgres
             .pin_requests(tenant.as_str(), &filter)
             .await?;
-        let tracked = files.into_iter().map(|f| self.track(f));
+        let delegates = self.delegates().await;
+        let tracked = files.into_iter().map(|f| self.track(f, delegates.clone()));
         Ok((count, tracked.collect::<Result<_, _>>()?))
     }
 

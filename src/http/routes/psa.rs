@@ -114,7 +114,7 @@ struct PinFailureDetail {
     details: Option<String>,
 }
 
-fn answer(pin: TrackedPin, delegates: &[String]) -> PinStatusAnswer {
+fn answer(pin: TrackedPin) -> PinStatusAnswer {
     let file = pin.file;
     let meta = match file.metadata {
         Value::Object(map) => map
@@ -140,7 +140,7 @@ fn answer(pin: TrackedPin, delegates: &[String]) -> PinStatusAnswer {
             origins: file.origins,
             meta,
         },
-        delegates: delegates.iter().take(MAX_DELEGATES).cloned().collect(),
+        delegates: pin.delegates.into_iter().take(MAX_DELEGATES).collect(),
         info,
     }
 }
@@ -395,10 +395,9 @@ async fn list(
         limit: query.limit,
     };
     let (count, pins) = state.files.pin_requests(&principal.tenant, filter).await?;
-    let delegates = state.files.delegates().await;
     Ok(HttpResponse::Ok().json(PinResults {
         count,
-        results: pins.into_iter().map(|p| answer(p, &delegates)).collect(),
+        results: pins.into_iter().map(answer).collect(),
     }))
 }
 
@@ -413,8 +412,7 @@ async fn add(
     principal.require(Scope::FilesWrite)?;
     let spec = pin_spec(&state, body.into_inner())?;
     let pin = state.files.request_pin(&principal.tenant, &spec).await?;
-    let delegates = state.files.delegates().await;
-    Ok(HttpResponse::Accepted().json(answer(pin, &delegates)))
+    Ok(HttpResponse::Accepted().json(answer(pin)))
 }
 
 #[utoipa::path(get, path = "/psa/pins/{requestid}", tag = "pinning service", summary = "One pin request and where it stands (not rate-limited: clients poll it)",
@@ -428,8 +426,7 @@ async fn get(
     principal.require(Scope::FilesRead)?;
     let id = request_id(&id)?;
     let pin = state.files.pin_request(&principal.tenant, id).await?;
-    let delegates = state.files.delegates().await;
-    Ok(HttpResponse::Ok().json(answer(pin, &delegates)))
+    Ok(HttpResponse::Ok().json(answer(pin)))
 }
 
 #[utoipa::path(post, path = "/psa/pins/{requestid}", tag = "pinning service", summary = "Replace a pin request by a new one (a new request id); the old one is removed",
@@ -449,8 +446,7 @@ async fn replace(
         .files
         .replace_pin(&principal.tenant, id, &spec)
         .await?;
-    let delegates = state.files.delegates().await;
-    Ok(HttpResponse::Accepted().json(answer(pin, &delegates)))
+    Ok(HttpResponse::Accepted().json(answer(pin)))
 }
 
 #[utoipa::path(delete, path = "/psa/pins/{requestid}", tag = "pinning service", summary = "Remove a pin request; the Cluster unpins once no file of any tenant holds the CID",
