@@ -551,7 +551,7 @@ impl Files {
     /// claims the CID, pins it through the Cluster and commits the file.
     /// On any failure everything is rolled back: the reservation, the claim
     /// and a pin no other file needs.
-    pub async fn upload<F, Fut>(
+    async fn upload<F, Fut>(
         &self,
         tenant: &TenantId,
         expected_bytes: Option<u64>,

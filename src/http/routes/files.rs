@@ -325,7 +325,7 @@ fn file_json(file: &File, state: &AppState, pin: Option<&PinStatus>) -> FileResp
 }
 
 /// A path's CID. Text that is no CID names no file: 404, saying why.
-fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
+pub(super) fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
     ContentId::parse(raw).map_err(|e| ApiError::NotFound(format!("no such file: {e}")))
 }
 

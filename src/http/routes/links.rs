@@ -7,7 +7,6 @@ use time::OffsetDateTime;
 
 use crate::auth::{Principal, Scope};
 use crate::error_code::ErrorCode;
-use crate::files::ContentId;
 use crate::http::error::ApiError;
 use crate::http::resource;
 use crate::http::AppState;
@@ -72,8 +71,7 @@ async fn download_link(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::FilesRead)?;
     let request = body.map(web::Json::into_inner).unwrap_or_default();
-    let cid =
-        ContentId::parse(&cid).map_err(|e| ApiError::NotFound(format!("no such file: {e}")))?;
+    let cid = super::files::parse_cid(&cid)?;
     // Only a file of the caller's tenant gets a link.
     state.files.file(&principal.tenant, &cid).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
