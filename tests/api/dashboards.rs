@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::common::{
     json, metric_value, settings_for, spawn_app, spawn_app_for, spawn_app_with, stack_settings,
-    wait_for_count, wait_for_user_activity, RedisMode, TestApp,
+    wait_for_count, RedisMode, TestApp,
 };
+use storage_gateway::auth::TenantId;
 
 // The cache's entry and lock must share a Redis Cluster slot.
 in_both_redis_modes!(a_cold_key_is_computed_once_for_a_hundred_callers_on_two_gateways);
@@ -37,6 +38,53 @@ async fn dashboard(app: &TestApp, path: &str) -> (Value, String) {
     (json(response).await, cache)
 }
 
+/// Waits until the hourly id sets the dashboards count from hold
+/// `expected` distinct events of the tenant. ClickHouse shows an insert's
+/// rows in `user_activity` a moment before the insert's view has counted
+/// them, and a dashboard asked in that moment answers without them.
+async fn wait_for_counted_activity(tenant: &TenantId, expected: u64) {
+    wait_for_count(
+        "SELECT uniqExactMerge(ids) FROM user_activity_hourly_ids WHERE tenant_id = ?",
+        tenant,
+        expected,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// Waits until the hourly row counts of `table` (the dashboards read them
+/// to know which hours to count again) cover every row the table holds for
+/// the tenant, and at least `at_least` rows, for the same reason. (Merges
+/// may shrink a table's count of replayed rows; the floor still holds.)
+async fn wait_for_hourly_writes(table: &str, tenant: &TenantId, at_least: u64) {
+    let clickhouse = crate::common::clickhouse();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // The table first: its rows are stored before their view runs.
+        let stored = clickhouse
+            .query(&format!("SELECT count() FROM {table} WHERE tenant_id = ?"))
+            .bind(tenant.as_str())
+            .fetch_one::<u64>()
+            .await
+            .unwrap();
+        let counted = clickhouse
+            .query("SELECT sum(rows) FROM hourly_writes WHERE rollup = ? AND tenant_id = ?")
+            .bind(table)
+            .bind(tenant.as_str())
+            .fetch_one::<u64>()
+            .await
+            .unwrap();
+        if counted >= stored.max(at_least) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{table}: {counted} rows counted of {stored} stored for {tenant}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn bucket<'a>(answer: &'a Value, start: &str) -> &'a Value {
     answer["buckets"]
         .as_array()
@@ -59,7 +107,7 @@ async fn user_activity_counts_each_event_sent_once() {
     }
     let outside = events(1, "click", "user-1", "2026-11-21T00:00:00Z");
     app.post_json("/analytics/events", &json!(outside)).await;
-    wait_for_user_activity(&app.tenant, 13, Duration::from_secs(30)).await;
+    wait_for_counted_activity(&app.tenant, 13).await;
 
     let path = format!("/analytics/user-activity?{DAY}&interval=hour");
     let (answer, cache) = dashboard(&app, &path).await;
@@ -116,7 +164,7 @@ async fn hourly_counts_follow_new_events_and_replays_exactly() {
     first.extend(events(2, "view", "user-2", "2026-11-20T11:30:00Z"));
     let response = app.post_json("/analytics/events", &json!(first)).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    wait_for_user_activity(&app.tenant, 7, Duration::from_secs(30)).await;
+    wait_for_counted_activity(&app.tenant, 7).await;
     let (answer, _) = dashboard(
         &app,
         &format!("/analytics/user-activity?{DAY}&interval=hour"),
@@ -137,7 +185,7 @@ async fn hourly_counts_follow_new_events_and_replays_exactly() {
     second.extend(events(1, "login", "user-1", "2026-11-20T13:00:00Z"));
     let response = app.post_json("/analytics/events", &json!(second)).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    wait_for_user_activity(&app.tenant, 11, Duration::from_secs(30)).await;
+    wait_for_counted_activity(&app.tenant, 11).await;
     // Another range, so another cache entry: answered from ClickHouse.
     let (answer, cache) = dashboard(
         &app,
@@ -321,6 +369,10 @@ async fn file_stats_and_api_usage_report_the_gateways_own_activity() {
         within,
     )
     .await;
+    // Two uploads, a download, and at least the ten cache calls.
+    wait_for_hourly_writes("file_uploads", &app.tenant, 2).await;
+    wait_for_hourly_writes("file_downloads", &app.tenant, 1).await;
+    wait_for_hourly_writes("api_usage", &app.tenant, 10).await;
 
     let (files, _) = dashboard(&app, "/analytics/file-stats").await;
     assert_eq!(
@@ -372,6 +424,9 @@ async fn file_stats_and_api_usage_report_the_gateways_own_activity() {
     }
     wait_for_count(&count("file_uploads"), &app.tenant, 3, within).await;
     wait_for_count(route_count, &app.tenant, 10, within).await;
+    // The two replayed rows and the third upload; three more reads.
+    wait_for_hourly_writes("file_uploads", &app.tenant, 5).await;
+    wait_for_hourly_writes("api_usage", &app.tenant, 13).await;
     let (files, cache) = dashboard(&app, "/analytics/file-stats?interval=hour").await;
     assert_eq!(cache, "MISS");
     assert_eq!(
